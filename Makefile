@@ -1,0 +1,61 @@
+# `make run` and `make test` are the two commands; the rest are the steps they share.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+UV_VERSION := 0.13.9
+MANIFEST := jaffle_shop/target/manifest.json
+DBT_SOURCES := $(shell find jaffle_shop -path jaffle_shop/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
+SCALE ?= 1
+
+# The venv's tools come first, so `dbt` is always the locked one (dagster-dbt runs `dbt` from PATH).
+export PATH := $(BIN):$(PATH)
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: run test materialize chart bench setup browser clean
+
+run: setup
+	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} dagster dev --host 127.0.0.1 --port 3000
+
+test: setup browser
+	pytest
+
+materialize: setup
+	python -m dagster_project.materialize
+
+chart: setup
+	python -m dagster_project.open_chart
+
+bench: setup
+	python -m bench --scale $(SCALE)
+
+setup: $(VENV)/.synced $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml
+
+# pip installs uv into the venv, so python3 and make are all a fresh machine needs.
+$(VENV)/.synced: pyproject.toml uv.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv sync --frozen --inexact --python $(BIN)/python
+	touch $@
+
+# Built once here, so that importing the code never runs `dbt parse`.
+$(MANIFEST): $(VENV)/.synced profiles.yml $(DBT_SOURCES)
+	python -m dagster_project.prepare
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+# The browser test drives Debian's Chromium; never a downloaded browser build.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "The browser test needs Chromium: install it with 'sudo apt-get install chromium'" \
+	         "(or your system's package), then run 'make test' again." >&2; exit 1; \
+	  fi; }
+
+clean:
+	rm -rf $(VENV) jaffle_shop/target jaffle_shop/logs data/jaffle.duckdb data/charts .dagster_home

@@ -1,0 +1,78 @@
+"""Where the raw CSV files live.
+
+The raw assets and the sensor ask this resource for files instead of building paths
+themselves, so that an object-store implementation (S3, GCS) can replace the local folder
+by implementing the same three methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
+
+from dagster_project.settings import resolve_path
+
+
+class DataSourceError(FileNotFoundError):
+    """The data source cannot provide a file it was asked for."""
+
+
+class DataSource(ConfigurableResource):
+    """What the raw assets and the sensor need from wherever the files live."""
+
+    def list_files(self) -> list[str]:
+        raise NotImplementedError
+
+    def local_path(self, name: str) -> Path:
+        raise NotImplementedError
+
+    def fingerprint(self, name: str) -> str:
+        raise NotImplementedError
+
+
+class LocalDataSource(DataSource):
+    """Raw CSV files in a folder on this machine."""
+
+    directory: str = Field(
+        description="Folder that holds raw_customers.csv, raw_orders.csv and raw_payments.csv. "
+        "Relative paths are relative to the repo root. Set it with JAFFLE_DATA_DIR."
+    )
+
+    _root: Path | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Checked once per run, before any asset starts, so a wrong JAFFLE_DATA_DIR fails fast
+        # with one clear message instead of one per asset.
+        root = resolve_path(self.directory)
+        if not root.is_dir():
+            raise DataSourceError(
+                f"The data folder {root} does not exist (JAFFLE_DATA_DIR={self.directory!r}). "
+                "Point JAFFLE_DATA_DIR at a folder holding the raw CSV files."
+            )
+        self._root = root
+
+    @property
+    def root(self) -> Path:
+        return self._root if self._root is not None else resolve_path(self.directory)
+
+    def list_files(self) -> list[str]:
+        """The CSV file names in the folder, sorted."""
+        return sorted(path.name for path in self.root.glob("*.csv") if path.is_file())
+
+    def local_path(self, name: str) -> Path:
+        """A path DuckDB can read. An object store would download to a temporary file here."""
+        path = self.root / name
+        if not path.is_file():
+            raise DataSourceError(
+                f"{path} is missing: the data folder {self.root} has no {name}. "
+                "Add the file, or point JAFFLE_DATA_DIR at the folder that has it."
+            )
+        return path
+
+    def fingerprint(self, name: str) -> str:
+        """A content hash: identical bytes give the same fingerprint, whatever the mtime."""
+        with self.local_path(name).open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()

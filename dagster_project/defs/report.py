@@ -1,0 +1,131 @@
+"""``order_count_chart``: how many customers placed how many orders, as an offline HTML chart."""
+
+
+import html
+import os
+import sys
+import webbrowser
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster_dbt import get_asset_key_for_model
+from pydantic import Field
+
+from dagster_project.defs.transform import jaffle_shop_dbt_assets
+from dagster_project.settings import load_settings
+from dagster_project.warehouse import DUCKDB_POOL, WarehouseResource
+
+CHART_FILE_NAME = "order_count_chart.html"
+
+# Grouped in SQL so the chart holds one bar per order count, however many customers there are.
+HISTOGRAM_SQL = """
+select
+    coalesce(number_of_orders, 0) as number_of_orders,
+    count(*) as customers
+from customers
+group by 1
+order by 1
+"""
+
+
+class ChartConfig(Config):
+    open_browser: bool | None = Field(
+        default=None,
+        description="Open the chart in the default browser when it is written. "
+        "Unset: follow JAFFLE_OPEN_CHART (0 or 1). Never opens on a machine without a display.",
+    )
+    output_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Folder to write the chart into. Unset: JAFFLE_CHART_DIR (default data/charts).",
+    )
+
+
+def counts_table(histogram: list[tuple[int, int]]) -> str:
+    rows = "\n".join(f"| {orders} | {customers} |" for orders, customers in histogram)
+    return f"| orders | customers |\n| ---: | ---: |\n{rows}"
+
+
+def render_chart(histogram: list[tuple[int, int]], generated_at: datetime) -> str:
+    """The chart as one self-contained HTML page: plotly.js is inlined, so it renders offline."""
+    # Imported here: plotly is slow to import and only this asset needs it.
+    import plotly.graph_objects as go
+
+    customers = sum(count for _, count in histogram)
+    caption = html.escape(
+        f"{customers:,} customers · generated {generated_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    figure = go.Figure(
+        go.Bar(
+            x=[orders for orders, _ in histogram],
+            y=[count for _, count in histogram],
+            text=[f"{count:,}" for _, count in histogram],
+            textposition="outside",
+            marker_color="#4f46e5",
+            hovertemplate="%{y:,} customers placed %{x} orders<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title={"text": f"Customers by number of orders<br><sup>{caption}</sup>"},
+        xaxis={"title": {"text": "Number of orders"}, "dtick": 1},
+        yaxis={"title": {"text": "Customers"}, "rangemode": "tozero"},
+        margin={"l": 60, "r": 20, "t": 90, "b": 60},
+        template="plotly_white",
+        autosize=True,
+    )
+    return figure.to_html(
+        include_plotlyjs=True,
+        full_html=True,
+        config={"responsive": True, "displaylogo": False},
+        div_id="order-count-chart",
+    )
+
+
+def has_display() -> bool:
+    # webbrowser.open on a headless Linux box may start a console browser and block the run.
+    return sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers never see half a chart, and a failure leaves the last good chart in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+@asset(
+    deps=[get_asset_key_for_model([jaffle_shop_dbt_assets], "customers")],
+    group_name="report",
+    kinds={"python", "plotly"},
+    code_version="1",
+    pool=DUCKDB_POOL,
+    description="Bar chart of customers by number of orders, written as an HTML page.",
+)
+def order_count_chart(
+    context: AssetExecutionContext, config: ChartConfig, duckdb: WarehouseResource
+) -> MaterializeResult:
+    settings = load_settings()
+    with duckdb.get_connection(read_only=True) as conn:
+        histogram = conn.execute(HISTOGRAM_SQL).fetchall()
+    customers = sum(count for _, count in histogram)
+
+    path = Path(config.output_dir or settings.chart_dir).resolve() / CHART_FILE_NAME
+    write_atomically(path, render_chart(histogram, datetime.now(timezone.utc)))
+    context.log.info(f"Wrote the chart of {customers} customers to {path}")
+
+    open_browser = settings.open_chart if config.open_browser is None else config.open_browser
+    if open_browser and has_display():
+        webbrowser.open(path.as_uri())
+
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "customers": customers,
+            "counts": MetadataValue.md(counts_table(histogram)),
+            "open_with": MetadataValue.text("make chart"),
+        }
+    )

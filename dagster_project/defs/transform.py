@@ -1,0 +1,146 @@
+"""The dbt project as Dagster assets: ``dbt build`` runs through Dagster, dbt tests are checks."""
+
+import importlib.metadata
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cache, cached_property
+from typing import Any
+
+from dagster import AssetExecutionContext, Output, TableColumn, TableSchema
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from packaging import version
+
+from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT, load_settings
+from dagster_project.warehouse import DUCKDB_POOL, WarehouseResource
+
+
+class SetupError(RuntimeError):
+    """The project has not been set up: run `make setup` (or `make run`, `make test`)."""
+
+
+def dbt_vars(database: str) -> list[str]:
+    """The dbt var that points dbt at the same DuckDB database as the Python assets."""
+    return ["--vars", json.dumps({"duckdb_database": database})]
+
+
+def build_project() -> DbtProject:
+    settings = load_settings()
+    return DbtProject(
+        project_dir=DBT_PROJECT_DIR,
+        profiles_dir=REPO_ROOT,
+        target=settings.dbt_target,
+        # dbt re-parses the whole project when the profile or vars differ from the last parse,
+        # so the manifest is prepared with exactly the vars that runs pass.
+        prepare_project_cli_args=["parse", "--quiet", *dbt_vars(settings.duckdb_database)],
+    )
+
+
+@cache
+def jaffle_shop_project() -> DbtProject:
+    project = build_project()
+    # Under `dagster dev` the manifest is re-parsed on each code reload so SQL edits show up;
+    # everywhere else `make setup` built it, and importing this module must not run `dbt parse`.
+    project.prepare_if_dev()
+    if not project.manifest_path.exists():
+        raise SetupError(
+            f"The dbt manifest {project.manifest_path} is missing. Run `make setup` "
+            "(or `make run` / `make test`, which include it) to build it."
+        )
+    return project
+
+
+class DbtCli(DbtCliResource):
+    """``DbtCliResource`` without two costs that this project does not need.
+
+    Per run, dagster-dbt starts ``dbt --version`` to learn the version (about 3 s here), and it
+    builds a dbt adapter inside the run process (about 3 s of macro parsing) only to fetch row
+    counts and column types; that adapter also keeps the DuckDB file open after dbt exits,
+    locking out the next step. Our dbt is the venv's, so its version is dbt-core's, and we read
+    the metadata with our own short connection (``with_table_metadata``).
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(importlib.metadata.version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
+        return None
+
+
+class JaffleTranslator(DagsterDbtTranslator):
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "transform"
+
+
+def _model_name(event: object) -> str | None:
+    if isinstance(event, Output):
+        unique_id = str(event.metadata.get("unique_id", "").value if "unique_id" in event.metadata else "")
+        if unique_id.startswith("model."):
+            return unique_id.rsplit(".", 1)[-1]
+    return None
+
+
+def _table_metadata(duckdb: WarehouseResource, models: list[str]) -> dict[str, dict[str, Any]]:
+    with duckdb.get_connection(read_only=True) as conn:
+        columns = conn.execute(
+            "select table_name, column_name, data_type from information_schema.columns "
+            "where table_schema = current_schema() and list_contains(?, table_name) "
+            "order by table_name, ordinal_position",
+            [models],
+        ).fetchall()
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "select table_name from duckdb_tables() "
+                "where schema_name = current_schema() and list_contains(?, table_name)",
+                [models],
+            ).fetchall()
+        ]
+        # Views are skipped: counting them would run their query again.
+        counts = {
+            name: conn.execute(f'select count(*) from "{name}"').fetchone()[0] for name in tables
+        }
+    metadata: dict[str, dict[str, Any]] = {name: {} for name in models}
+    for name in models:
+        schema = [TableColumn(column, data_type) for table, column, data_type in columns if table == name]
+        if schema:
+            metadata[name]["dagster/column_schema"] = TableSchema(columns=schema)
+        if name in counts:
+            metadata[name]["dagster/row_count"] = counts[name]
+    return metadata
+
+
+def with_table_metadata(events: Iterator[Any], duckdb: WarehouseResource) -> Iterator[Any]:
+    """Stream dbt's events, holding model outputs back until dbt has exited.
+
+    DuckDB allows one process on the file while dbt writes, so row counts and column types
+    can only be read once dbt is done. Test results still stream live.
+    """
+    held: list[tuple[str, Output]] = []
+    for event in events:
+        if name := _model_name(event):
+            held.append((name, event))
+        else:
+            yield event
+    if not held:
+        return
+    metadata = _table_metadata(duckdb, [name for name, _ in held])
+    for name, event in held:
+        yield event.with_metadata({**event.metadata, **metadata[name]})
+
+
+@dbt_assets(
+    manifest=jaffle_shop_project().manifest_path,
+    project=jaffle_shop_project(),
+    dagster_dbt_translator=JaffleTranslator(),
+    pool=DUCKDB_POOL,
+)
+def jaffle_shop_dbt_assets(
+    context: AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource
+):
+    # Opening the file first turns a lock held by another program into our clear, bounded
+    # error instead of dbt's, which arrives only after dbt has parsed and connected.
+    with duckdb.get_connection():
+        pass
+    invocation = dbt.cli(["build", *dbt_vars(duckdb.database)], context=context)
+    yield from with_table_metadata(invocation.stream(), duckdb)

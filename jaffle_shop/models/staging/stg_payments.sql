@@ -1,0 +1,23 @@
+with
+
+source as (
+
+    select * from {{ source('jaffle_shop', 'raw_payments') }}
+
+),
+
+renamed as (
+
+    select
+        id as payment_id,
+        order_id,
+        payment_method,
+
+        -- amount is stored in cents; the marts report dollars
+        amount / 100 as amount
+
+    from source
+
+)
+
+select * from renamed
