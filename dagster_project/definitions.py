@@ -11,16 +11,22 @@ from dagster_project.defs.ingest import raw_assets, raw_reference_checks
 from dagster_project.defs.report import order_count_chart
 from dagster_project.defs.resources import build_resources
 from dagster_project.defs.transform import jaffle_shop_dbt_assets
-from dagster_project.settings import load_settings
+from dagster_project.settings import Settings, load_settings
 
-defs = Definitions(
-    assets=[*raw_assets, jaffle_shop_dbt_assets, order_count_chart],
-    asset_checks=raw_reference_checks,
-    jobs=[jaffle_shop_job],
-    schedules=[daily_jaffle_shop_schedule],
-    sensors=[raw_files_sensor],
-    resources=build_resources(load_settings()),
-    # DuckDB has one writer, so parallel steps buy nothing, and a subprocess per step costs a
-    # Python start-up each: every step runs in the run's own process.
-    executor=in_process_executor,
-)
+
+def build_defs(settings: Settings) -> Definitions:
+    """The definitions for one environment; tests build their own with temporary paths."""
+    return Definitions(
+        assets=[*raw_assets, jaffle_shop_dbt_assets, order_count_chart],
+        asset_checks=raw_reference_checks,
+        jobs=[jaffle_shop_job],
+        schedules=[daily_jaffle_shop_schedule],
+        sensors=[raw_files_sensor],
+        resources=build_resources(settings),
+        # DuckDB has one writer, so parallel steps buy nothing, and a subprocess per step costs
+        # a Python start-up each: every step runs in the run's own process.
+        executor=in_process_executor,
+    )
+
+
+defs = build_defs(load_settings())

@@ -1,0 +1,100 @@
+"""Shared fixtures: every test gets its own DuckDB file, data folder and DAGSTER_HOME."""
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+
+from dagster_project.definitions import build_defs
+from dagster_project.settings import REPO_ROOT, SAMPLE_DATA_DIR, Settings, load_settings
+from dagster_project.warehouse import WarehouseResource
+
+
+@dataclass
+class ProjectEnv:
+    """One isolated copy of the project's state, in a temporary folder."""
+
+    root: Path
+    data_dir: Path
+    database: Path
+    chart_dir: Path
+    dagster_home: Path
+
+    @property
+    def variables(self) -> dict[str, str]:
+        return {
+            "JAFFLE_ENV": "test",
+            "JAFFLE_DATA_DIR": str(self.data_dir),
+            "DUCKDB_DATABASE": str(self.database),
+            "JAFFLE_CHART_DIR": str(self.chart_dir),
+            "JAFFLE_OPEN_CHART": "0",
+            "DAGSTER_HOME": str(self.dagster_home),
+        }
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.variables)
+
+    def defs(self) -> Definitions:
+        return build_defs(self.settings)
+
+    def warehouse(self) -> WarehouseResource:
+        return WarehouseResource(database=str(self.database), lock_timeout=5)
+
+    def instance(self) -> DagsterInstance:
+        return DagsterInstance.from_config(str(self.dagster_home))
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self.warehouse().get_connection(read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def run_job(self, instance: DagsterInstance, **kwargs) -> ExecuteInProcessResult:
+        job = self.defs().resolve_job_def("jaffle_shop_job")
+        return job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+
+
+def make_project_env(root: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> ProjectEnv:
+    env = ProjectEnv(
+        root=root,
+        data_dir=root / "data",
+        database=root / "warehouse" / "jaffle.duckdb",
+        chart_dir=root / "charts",
+        dagster_home=root / "dagster_home",
+    )
+    shutil.copytree(SAMPLE_DATA_DIR, env.data_dir)
+    env.dagster_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", env.dagster_home / "dagster.yaml")
+    if monkeypatch is not None:
+        for name, value in env.variables.items():
+            monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def project_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectEnv:
+    return make_project_env(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def instance(project_env: ProjectEnv) -> Iterator[DagsterInstance]:
+    with project_env.instance() as instance:
+        yield instance
+
+
+@dataclass
+class FullRun:
+    env: ProjectEnv
+    instance: DagsterInstance
+    result: ExecuteInProcessResult
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullRun]:
+    """Materialize all once on the bundled sample data; the tests in a module only read it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        env = make_project_env(tmp_path_factory.mktemp("sample_run"), monkeypatch)
+        with env.instance() as instance:
+            yield FullRun(env, instance, env.run_job(instance))
