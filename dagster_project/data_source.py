@@ -8,6 +8,7 @@ by implementing the same three methods.
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 from pathlib import Path
 
 from dagster import ConfigurableResource, InitResourceContext
@@ -21,16 +22,23 @@ class DataSourceError(FileNotFoundError):
 
 
 class DataSource(ConfigurableResource):
-    """What the raw assets and the sensor need from wherever the files live."""
+    """What the raw assets and the sensor need from wherever the files live.
 
+    Assets and the sensor ask for this base class, so any implementation (or a test's mock)
+    can be bound to the ``data_source`` key.
+    """
+
+    @abstractmethod
     def list_files(self) -> list[str]:
-        raise NotImplementedError
+        """The file names available, sorted."""
 
+    @abstractmethod
     def local_path(self, name: str) -> Path:
-        raise NotImplementedError
+        """A local path to the file's bytes, for DuckDB to read."""
 
+    @abstractmethod
     def fingerprint(self, name: str) -> str:
-        raise NotImplementedError
+        """A content hash: the same bytes give the same fingerprint."""
 
 
 class LocalDataSource(DataSource):

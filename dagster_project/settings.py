@@ -29,6 +29,16 @@ ENVIRONMENTS: tuple[Environment, ...] = ("dev", "test", "prod")
 # (by DuckDB itself), never passed around as a value.
 PROD_REQUIRED_VARIABLES = ("MOTHERDUCK_TOKEN", "JAFFLE_PROD_DATABASE")
 
+# Every variable the project reads.
+VARIABLES = (
+    "JAFFLE_ENV",
+    "DUCKDB_DATABASE",
+    "JAFFLE_DATA_DIR",
+    "JAFFLE_CHART_DIR",
+    "JAFFLE_OPEN_CHART",
+    *PROD_REQUIRED_VARIABLES,
+)
+
 
 class SettingsError(ValueError):
     """A setting in the environment is missing or invalid."""
@@ -41,15 +51,22 @@ class Settings:
     data_dir: Path
     chart_dir: Path
     open_chart: bool
+    # Which of our variables were set, so resources can name their source in the UI.
+    variables_set: frozenset[str] = frozenset()
+
+    def from_variable(self, name: str, value: str) -> str | EnvVar:
+        """``EnvVar(name)`` when ``value`` came from that variable, else ``value`` itself.
+
+        With an ``EnvVar`` the UI's resource view says where a value comes from, and a secret
+        never appears in it. Dagster resolves it when the resource is built, from the
+        environment of the process that runs the code: the one ``load_settings()`` reads.
+        """
+        return EnvVar(name) if name in self.variables_set else value
 
     @property
     def dbt_target(self) -> str:
         # The dbt targets in profiles.yml are named after the environments.
         return self.environment
-
-    @property
-    def is_local_file(self) -> bool:
-        return not self.duckdb_database.startswith("md:")
 
 
 def resolve_path(value: str) -> Path:
@@ -80,9 +97,10 @@ def _duckdb_database(environment: Environment, env: dict[str, str]) -> str:
         missing = [name for name in PROD_REQUIRED_VARIABLES if not env.get(name)]
         if missing:
             raise SettingsError(
-                f"JAFFLE_ENV=prod needs the environment variable(s) {', '.join(missing)}: "
-                "set JAFFLE_PROD_DATABASE (for example md:jaffle_shop) and MOTHERDUCK_TOKEN, "
-                "or use JAFFLE_ENV=dev for the local DuckDB file."
+                f"JAFFLE_ENV=prod needs {' and '.join(missing)}, not set in the environment. "
+                "Set JAFFLE_PROD_DATABASE to the MotherDuck database (for example md:jaffle_shop) "
+                "and MOTHERDUCK_TOKEN to a MotherDuck access token, or use JAFFLE_ENV=dev for "
+                "the local DuckDB file."
             )
         database = env["JAFFLE_PROD_DATABASE"]
         if not database.startswith("md:"):
@@ -113,10 +131,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         data_dir=resolve_path(env.get("JAFFLE_DATA_DIR") or str(SAMPLE_DATA_DIR)),
         chart_dir=resolve_path(env.get("JAFFLE_CHART_DIR") or "data/charts"),
         open_chart=_flag(env, "JAFFLE_OPEN_CHART", default=False),
+        variables_set=frozenset(name for name in VARIABLES if env.get(name)),
     )
-
-
-def from_environment(name: str, default: str, env: dict[str, str] | None = None) -> str | EnvVar:
-    """``EnvVar(name)`` when the variable is set, so the UI shows where a value came from."""
-    env = os.environ if env is None else env
-    return EnvVar(name) if env.get(name) else default

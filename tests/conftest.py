@@ -98,3 +98,33 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullRun]:
         env = make_project_env(tmp_path_factory.mktemp("sample_run"), monkeypatch)
         with env.instance() as instance:
             yield FullRun(env, instance, env.run_job(instance))
+
+
+class UIGraphQL:
+    """Queries the webserver's GraphQL API (what the UI shows) for the project's code location."""
+
+    repository = {"repositoryLocationName": "jaffle_dagster", "repositoryName": "__repository__"}
+
+    def __init__(self, context) -> None:
+        self._context = context
+
+    def __call__(self, query: str, **variables) -> dict:
+        from dagster_graphql.test.utils import execute_dagster_graphql
+
+        return execute_dagster_graphql(self._context, query, variables).data
+
+
+@pytest.fixture
+def ui_graphql(instance: DagsterInstance) -> Iterator[UIGraphQL]:
+    # Dagster's own workspace classes, loading the code in this process: no code server.
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="dagster_project.definitions", attribute="defs"),
+        location_name=UIGraphQL.repository["repositoryLocationName"],
+    )
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([origin])) as workspace:
+        yield UIGraphQL(workspace.create_request_context())

@@ -1,4 +1,9 @@
-"""The job, its daily schedule, and a sensor that reruns it when a raw file changes."""
+"""The job, its daily schedule, and a sensor that reruns it when a raw file changes.
+
+Both start STOPPED: `dagster dev` with the daemon would otherwise launch runs that nobody
+asked for, writing to the DuckDB file someone is exploring. Turn them on in the UI
+(Automation) or with `dagster schedule start` / `dagster sensor start`.
+"""
 
 
 import hashlib
@@ -11,6 +16,7 @@ from dagster import (
     RunRequest,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     define_asset_job,
     schedule,
@@ -65,9 +71,10 @@ def raw_files_sensor(context: SensorEvaluationContext, data_source: DataSource):
     changed = [name for name in RAW_FILES if previous.get(name) != fingerprints[name]]
     if not changed:
         return SkipReason("No raw file changed since the last run request.")
-    context.update_cursor(json.dumps(fingerprints))
     # The run key is the content: the same files never trigger twice, even if the cursor is reset.
-    return RunRequest(
+    request = RunRequest(
         run_key=combined_fingerprint(fingerprints),
         tags={"jaffle/trigger": "raw_files_sensor", "jaffle/changed": ",".join(changed)},
     )
+    # Returned rather than set on the context, so a test can pass it to the next evaluation.
+    return SensorResult(run_requests=[request], cursor=json.dumps(fingerprints))

@@ -1,31 +1,37 @@
-"""The resources, chosen per environment (JAFFLE_ENV) from the settings."""
+"""The resources, chosen per environment (JAFFLE_ENV) from the settings.
 
-
-from dagster import EnvVar
+Every value comes from ``Settings``; a value read from a variable is passed as ``EnvVar`` so
+the UI's resource view names the variable instead of showing its value.
+"""
 
 from dagster_project.data_source import LocalDataSource
 from dagster_project.defs.transform import DbtCli, jaffle_shop_project
-from dagster_project.settings import DBT_EXECUTABLE, SAMPLE_DATA_DIR, Settings, from_environment
+from dagster_project.settings import DBT_EXECUTABLE, Settings
 from dagster_project.warehouse import WarehouseResource
 
 
 def warehouse(settings: Settings) -> WarehouseResource:
     if settings.environment == "prod":
-        # The name comes from the environment; the MotherDuck token never leaves it.
-        return WarehouseResource(database=EnvVar("JAFFLE_PROD_DATABASE"))
-    # dev and test: a local file, resolved to an absolute path in settings (dbt gets the same).
+        # MotherDuck: DuckDB reads MOTHERDUCK_TOKEN from the environment itself, so the token
+        # never becomes a config value anyone could see.
+        return WarehouseResource(
+            database=settings.from_variable("JAFFLE_PROD_DATABASE", settings.duckdb_database)
+        )
+    # dev and test: a local file. The path is passed resolved, not as EnvVar, because dbt runs
+    # in jaffle_shop/ and a relative DUCKDB_DATABASE would name a different file there.
     return WarehouseResource(database=settings.duckdb_database)
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "duckdb": warehouse(settings),
+        # The target is the environment's name: profiles.yml has one target per environment.
         "dbt": DbtCli(
             project_dir=jaffle_shop_project(),
             target=settings.dbt_target,
             dbt_executable=DBT_EXECUTABLE,
         ),
         "data_source": LocalDataSource(
-            directory=from_environment("JAFFLE_DATA_DIR", str(SAMPLE_DATA_DIR))
+            directory=settings.from_variable("JAFFLE_DATA_DIR", str(settings.data_dir))
         ),
     }

@@ -1,0 +1,105 @@
+"""JAFFLE_ENV picks the environment: the Dagster resources and the dbt target, in one place."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import Definitions, EnvVar
+
+from dagster_project.definitions import build_defs
+from dagster_project.defs.resources import build_resources
+from dagster_project.settings import ENVIRONMENTS, REPO_ROOT, SettingsError, load_settings
+
+PROD = {"JAFFLE_ENV": "prod", "JAFFLE_PROD_DATABASE": "md:jaffle_shop", "MOTHERDUCK_TOKEN": "t0ken"}
+
+
+def settings_for(environment: str):
+    return load_settings(PROD if environment == "prod" else {"JAFFLE_ENV": environment})
+
+
+def test_dev_is_the_default_and_uses_the_local_duckdb_file():
+    settings = load_settings({})
+    assert settings.environment == "dev"
+    assert settings.duckdb_database == str(REPO_ROOT / "data" / "jaffle.duckdb")
+
+
+def test_the_test_environment_uses_temporary_files():
+    database = Path(load_settings({"JAFFLE_ENV": "test"}).duckdb_database)
+    assert database.is_relative_to(tempfile.gettempdir())
+
+
+def test_an_unknown_environment_is_refused_with_the_choices():
+    with pytest.raises(SettingsError, match="JAFFLE_ENV='staging'.*dev, test, prod"):
+        load_settings({"JAFFLE_ENV": "staging"})
+
+
+@pytest.mark.parametrize("missing", ["MOTHERDUCK_TOKEN", "JAFFLE_PROD_DATABASE"])
+def test_prod_without_a_setting_fails_naming_the_variable(missing):
+    env = {name: value for name, value in PROD.items() if name != missing}
+    with pytest.raises(SettingsError, match=f"JAFFLE_ENV=prod needs {missing}, not set"):
+        load_settings(env)
+
+
+def test_prod_refuses_a_database_that_is_not_on_motherduck():
+    with pytest.raises(SettingsError, match="JAFFLE_PROD_DATABASE='jaffle.duckdb'.*md:"):
+        load_settings({**PROD, "JAFFLE_PROD_DATABASE": "jaffle.duckdb"})
+
+
+def test_prod_definitions_load_and_validate_without_connecting():
+    # No network here: if loading connected to MotherDuck, this would fail.
+    settings = settings_for("prod")
+    Definitions.validate_loadable(build_defs(settings))
+    resources = build_resources(settings)
+    # Shown in the UI as the variable's name; the token is no config value at all.
+    assert isinstance(resources["duckdb"].database, EnvVar)
+    assert resources["duckdb"].database == "JAFFLE_PROD_DATABASE"
+    assert "t0ken" not in repr(resources)
+
+
+def test_a_data_folder_from_the_environment_is_shown_as_its_variable():
+    from_env = build_resources(load_settings({"JAFFLE_DATA_DIR": "data/sample"}))["data_source"]
+    assert isinstance(from_env.directory, EnvVar) and from_env.directory == "JAFFLE_DATA_DIR"
+    default = build_resources(load_settings({}))["data_source"]
+    assert default.directory == str(REPO_ROOT / "data" / "sample")
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_environment_picks_the_dbt_target_of_the_same_name(environment):
+    profile = yaml.safe_load((REPO_ROOT / "profiles.yml").read_text())["jaffle_shop"]
+    assert set(profile["outputs"]) == set(ENVIRONMENTS)
+    assert build_resources(settings_for(environment))["dbt"].target == environment
+
+
+def test_dbt_alone_follows_jaffle_env_to_the_same_target_and_database(monkeypatch):
+    """A bare `dbt build` in jaffle_shop/ agrees with Dagster, rendered by dbt's own code."""
+    from dbt.config.renderer import ProfileRenderer
+    from dbt_common.context import set_invocation_context
+
+    for name, value in PROD.items():
+        monkeypatch.setenv(name, value)
+    set_invocation_context(os.environ)
+    raw = yaml.safe_load((REPO_ROOT / "profiles.yml").read_text())["jaffle_shop"]
+    rendered = ProfileRenderer({}).render_data(
+        {"target": raw["target"], "outputs": {"prod": raw["outputs"]["prod"]}}
+    )
+    assert rendered["target"] == "prod"
+    assert rendered["outputs"]["prod"]["path"] == settings_for("prod").duckdb_database
+
+
+def test_importing_the_definitions_with_prod_and_nothing_else_fails_naming_the_variables():
+    result = subprocess.run(
+        [sys.executable, "-c", "import dagster_project.definitions"],
+        cwd=REPO_ROOT,
+        env={"JAFFLE_ENV": "prod", "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("dagster_project.settings.SettingsError: JAFFLE_ENV=prod needs")
+    assert "MOTHERDUCK_TOKEN and JAFFLE_PROD_DATABASE" in last_line
