@@ -1,0 +1,66 @@
+"""What is measured: the project's headless materialize, the bare engines, and code loading.
+
+Every run gets a fresh DuckDB file and DAGSTER_HOME in its own temporary folder, so no run
+finds work a previous one left behind.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.measure import Measurement, measure
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Loading the code as a code server does: every asset, job, schedule, sensor and resource.
+LOAD_DEFINITIONS = "import dagster, dagster_project.definitions as d; dagster.Definitions.validate_loadable(d.defs)"
+# The floor under that: the libraries alone.
+IMPORT_LIBRARIES = "import dagster, dagster_dbt, dagster_duckdb"
+
+
+def materialize(data_dir: Path, log: Path) -> tuple[Measurement, int]:
+    """`python -m dagster_project.materialize`, as `make materialize` runs it; also the chart's bytes."""
+    with tempfile.TemporaryDirectory(prefix="jaffle-bench-") as work:
+        work = Path(work)
+        dagster_home = work / "dagster_home"
+        dagster_home.mkdir()
+        # The instance settings `make` installs: the duckdb concurrency pool is part of the cost.
+        shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+        chart_dir = work / "charts"
+        env = project_env(
+            JAFFLE_DATA_DIR=str(data_dir.resolve()),
+            DUCKDB_DATABASE=str(work / "jaffle.duckdb"),
+            DAGSTER_HOME=str(dagster_home),
+            JAFFLE_OPEN_CHART="0",
+            JAFFLE_CHART_DIR=str(chart_dir),
+        )
+        measured = measure([sys.executable, "-m", "dagster_project.materialize"], env, REPO_ROOT, log)
+        chart_bytes = sum(path.stat().st_size for path in chart_dir.rglob("*") if path.is_file())
+    return measured, chart_bytes
+
+
+def bare(data_dir: Path, log: Path) -> Measurement:
+    """DuckDB's read_csv then `dbt build`, with no Dagster anywhere."""
+    with tempfile.TemporaryDirectory(prefix="jaffle-bench-") as work:
+        work = Path(work)
+        command = [
+            sys.executable, "-m", "bench.bare",
+            "--data", str(data_dir.resolve()),
+            "--database", str(work / "jaffle.duckdb"),
+            "--dbt-target-path", str(work / "dbt"),
+        ]
+        return measure(command, project_env(), REPO_ROOT, log)
+
+
+def python_seconds(code: str, log: Path) -> float:
+    """Wall time of a fresh Python running `code`."""
+    with tempfile.TemporaryDirectory(prefix="jaffle-bench-") as dagster_home:
+        env = project_env(DAGSTER_HOME=dagster_home)
+        return measure([sys.executable, "-c", code], env, REPO_ROOT, log).wall_s
+
+
+def project_env(**overrides: str) -> dict[str, str]:
+    # dev is the environment with a local DuckDB file, whatever JAFFLE_ENV the caller has set.
+    return {**os.environ, "JAFFLE_ENV": "dev", **overrides}

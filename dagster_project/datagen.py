@@ -1,0 +1,133 @@
+"""Jaffle shop data at any scale, in the classic raw_*.csv schema of data/sample/.
+
+DuckDB generates and writes every table in SQL, so ten million customers take seconds,
+not the minutes a Python loop would. Each random choice is `hash(seed, column, id)`:
+a pure function of its row, which makes the files byte-identical for a given seed
+however DuckDB schedules its threads.
+
+    python -m dagster_project.datagen --scale 100 --out data/scale-100 [--seed 0]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import duckdb
+
+# Per unit of scale, as in the bundled sample.
+CUSTOMERS, ORDERS, PAYMENTS = 100, 99, 113
+
+FIRST_NAMES = [
+    "Aaron", "Adam", "Alan", "Amanda", "Amy", "Andrea", "Anna", "Anne", "Arthur", "Barbara",
+    "Benjamin", "Billy", "Brenda", "Christina", "David", "Dennis", "Diana", "Edward",
+    "Elizabeth", "Frances", "Frank", "Fred", "Gerald", "Gloria", "Gregory", "Harold", "Harry",
+    "Helen", "Henry", "Howard", "Jack", "Jacqueline", "Jane", "Janet", "Jason", "Jean",
+    "Jennifer", "Jesse", "Jimmy", "Johnny", "Joshua", "Judy", "Katherine", "Kathleen",
+    "Kathryn", "Kelly", "Kimberly", "Laura", "Lillian", "Lisa", "Louise", "Margaret", "Maria",
+    "Marie", "Martin", "Mary", "Michael", "Mildred", "Nicholas", "Nicole", "Norma", "Paul",
+    "Phillip", "Rose", "Sara", "Sarah", "Scott", "Sean", "Shawn", "Shirley", "Steve",
+    "Teresa", "Theresa", "Thomas", "Timothy", "Todd", "Victor", "Virginia", "Willie",
+]
+
+RAW_CUSTOMERS = """
+    select
+        id,
+        $first_names[1 + draw('first_name', id, len($first_names))] as first_name,
+        chr((65 + draw('last_name', id, 26))::integer) || '.' as last_name
+    from ids where id <= $customers
+"""
+
+# Orders are numbered in date order over two years, as a shop's order ids are. The newest
+# are still placed or shipped; returns come from older orders. Percentages follow the sample.
+# Uniform user_ids give each customer Poisson(0.99) orders: about 37% have none.
+RAW_ORDERS = """
+    select
+        id,
+        1 + draw('user_id', id, $customers) as user_id,
+        date '2018-01-01' + ((id - 1) * 730 // $orders)::integer as order_date,
+        case
+            when id > $orders * 0.93 then 'placed'
+            when id > $orders * 0.85 then 'shipped'
+            when draw('status', id, 100) < 4 then 'returned'
+            when draw('status', id, 100) < 6 then 'return_pending'
+            else 'completed'
+        end as status
+    from ids where id <= $orders
+"""
+
+# Every order gets one payment; the remaining ones go to random orders, so about one
+# order in eight is paid in several parts. Amounts are whole dollars up to 30, in cents,
+# as in the sample.
+RAW_PAYMENTS = """
+    select
+        id,
+        case when id <= $orders then id else 1 + draw('order_id', id, $orders) end as order_id,
+        case
+            when draw('payment_method', id, 100) < 49 then 'credit_card'
+            when draw('payment_method', id, 100) < 78 then 'bank_transfer'
+            when draw('payment_method', id, 100) < 89 then 'coupon'
+            else 'gift_card'
+        end as payment_method,
+        100 * draw('amount', id, 31) as amount
+    from ids where id <= $payments
+"""
+
+TABLES = {
+    "raw_customers": RAW_CUSTOMERS,
+    "raw_orders": RAW_ORDERS,
+    "raw_payments": RAW_PAYMENTS,
+}
+
+
+def generate(scale: int, out: Path, seed: int = 0) -> dict[str, int]:
+    """Write raw_customers.csv, raw_orders.csv and raw_payments.csv into `out`; return row counts."""
+    out.mkdir(parents=True, exist_ok=True)
+    params = {
+        "customers": CUSTOMERS * scale,
+        "orders": ORDERS * scale,
+        "payments": PAYMENTS * scale,
+        "first_names": FIRST_NAMES,
+    }
+    # DuckDB draws its progress bar on stdout, even when stdout is a file or a pipe.
+    on_terminal = sys.stdout.isatty()
+    counts = {}
+    with duckdb.connect() as con:
+        con.execute(f"set enable_progress_bar = {on_terminal}")
+        # draw(column, id, n): this row's pseudo-random integer in [0, n) for that column.
+        # n is cast to hash()'s ubigint: ubigint % bigint would run in hugeint, 100 times slower.
+        con.execute(f"create macro draw(col, id, n) as (hash({int(seed)}, col, id) % n::ubigint)::bigint")
+        # The ids come from a table, not straight from range(): DuckDB scans a table on every
+        # core but runs range() on one, and that halves the time to write the files.
+        # Payments is the longest table; the others take the first ids.
+        con.execute("create table ids as select range as id from range(1, ? + 1)", [params["payments"]])
+        for table, query in TABLES.items():
+            path = out / f"{table}.csv"
+            if on_terminal:
+                print(f"Writing {path}")
+            used = {k: v for k, v in params.items() if f"${k}" in query}  # DuckDB rejects unused ones.
+            copy = f"copy ({query}) to $path (header, delimiter ',')"
+            counts[table] = con.execute(copy, {**used, "path": str(path)}).fetchone()[0]
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m dagster_project.datagen", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=positive_int, required=True, help="1 is the sample size: 100 customers")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the three CSV files")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
+    args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a directory for the three CSV files")
+    counts = generate(args.scale, args.out, args.seed)
+    print(", ".join(f"{rows:,} {table}" for table, rows in counts.items()), f"in {args.out}")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {text}")
+    return value
+
+
+if __name__ == "__main__":
+    main()
