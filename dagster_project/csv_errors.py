@@ -2,7 +2,7 @@
 
 DuckDB's own text is long, says types were "auto-detected" when we declared them, and suggests
 ``ignore_errors=true``, which would silently drop rows. We keep the facts (line, column, value)
-and drop the advice.
+and drop the advice; the caller says what happened to the table.
 """
 
 from __future__ import annotations
@@ -22,10 +22,36 @@ class RawFileError(ValueError):
     """A raw CSV file cannot be loaded as it is."""
 
 
+def first_non_utf8_byte(path: Path) -> tuple[int, int, int] | None:
+    """(line, position in the line, byte value) of the first byte that is not UTF-8, if any."""
+    with path.open("rb") as file:
+        for number, line in enumerate(file, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return number, error.start + 1, line[error.start]
+    return None
+
+
+def _encoding_message(path: Path, where: str) -> str:
+    # DuckDB prints the offending line with the bad bytes replaced, which hides them; we find
+    # the byte ourselves (only on this error path, so the normal load never reads the file twice).
+    found = first_non_utf8_byte(path)
+    if found is None:
+        return f"{where}: the file is not UTF-8 encoded. Save it as UTF-8."
+    line, position, byte = found
+    return (
+        f"{path}, line {line}: byte {position} of the line is 0x{byte:02X}, which is not UTF-8 "
+        "(the file is probably Latin-1 or Windows-1252). Save it as UTF-8."
+    )
+
+
 def describe_csv_error(path: Path, header: list[str], error: Exception) -> str:
     text = str(error)
     line = _LINE.search(text)
     where = f"{path}, line {line[1]}" if line else str(path)
+    if "Invalid unicode" in text:
+        return _encoding_message(path, where)
     original = _ORIGINAL.search(text)
     shown = f" The line reads: {original[1].strip()!r}." if original else ""
 
@@ -40,8 +66,6 @@ def describe_csv_error(path: Path, header: list[str], error: Exception) -> str:
         problem = f"the row has {counts[2]} fields, but the header has {counts[1]}."
     elif "unterminated quote" in text:
         problem = "a quoted value is never closed (an unbalanced double quote)."
-    elif "Invalid unicode" in text:
-        problem = "the file is not UTF-8 encoded. Save it as UTF-8 and load it again."
     else:
         problem = text.splitlines()[0]
     return f"{where}: {problem}{shown}"

@@ -9,6 +9,7 @@ person needs to know which program it is.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -17,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+from dagster import DagsterEventType, DagsterInstance
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 # Every asset that opens the DuckDB file runs in this pool; dagster.yaml limits it to one slot.
 DUCKDB_POOL = "duckdb"
@@ -50,11 +52,16 @@ class WarehouseResource(DuckDBResource):
     """``DuckDBResource`` that fails fast and clearly when another program holds the file."""
 
     lock_timeout: float = Field(
-        default=20.0,
+        default=15.0,
         ge=0,
         le=600,
-        description="Seconds to keep retrying a locked DuckDB file before failing the run.",
+        description="Seconds to keep retrying a DuckDB file that another program holds before "
+        "failing the step. Once a step has given up, later steps of the run fail at once.",
     )
+
+    # The three raw steps do not depend on each other: without this, a held file would cost
+    # one full wait per step before the run failed.
+    _gave_up_on_lock: bool = PrivateAttr(default=False)
 
     @contextmanager
     def get_connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -78,8 +85,63 @@ class WarehouseResource(DuckDBResource):
                 waited = time.monotonic() - started
                 if not is_lock_error(error):
                     raise
-                if waited + delay > self.lock_timeout:
+                if self._gave_up_on_lock or waited + delay > self.lock_timeout:
+                    self._gave_up_on_lock = True
                     raise DuckDBLockedError(lock_message(self.database, error, waited)) from None
             # Full jitter: two runs released by the same unlock must not retry in step.
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, 5.0)
+
+
+def _process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, but another user's
+    return True
+
+
+def _run_process_id(instance: DagsterInstance, run_id: str) -> int | None:
+    started = instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.RUN_START, limit=1
+    ).records
+    return started[0].event_log_entry.dagster_event.pid if started else None
+
+
+def _is_abandoned(instance: DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.is_finished:
+        return True
+    pid = _run_process_id(instance, run_id)
+    if pid is None or _process_is_alive(pid):
+        return False
+    instance.report_run_failed(
+        run,
+        f"The process running this run (PID {pid}) ended without finishing it, "
+        "for example killed with SIGKILL or out of memory. Marked as failed so that its "
+        f"slot in the {DUCKDB_POOL} pool is released.",
+    )
+    return True
+
+
+def release_slots_of_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Free the ``duckdb`` pool slots held by runs whose process is gone; return their run ids.
+
+    Dagster frees a slot when its step ends. A run process killed outright (SIGKILL, out of
+    memory, a closed laptop) never says so, and every later run would then wait for that slot
+    forever. Only runs started on this machine can be checked, which is where this project's
+    runs execute (in-process executor, default run launcher).
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    info = storage.get_concurrency_info(DUCKDB_POOL)
+    holders = {slot.run_id for slot in info.claimed_slots} | {
+        step.run_id for step in info.pending_steps
+    }
+    released = sorted(run_id for run_id in holders if _is_abandoned(instance, run_id))
+    for run_id in released:
+        storage.free_concurrency_slots_for_run(run_id)
+    return released

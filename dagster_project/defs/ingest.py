@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -88,7 +89,7 @@ def read_header(path: Path, table: RawTable) -> list[str]:
     except UnicodeDecodeError as error:
         raise RawFileError(
             f"{path}, line 1: the header is not UTF-8 (byte {error.start + 1}). "
-            "Save the file as UTF-8 and load it again."
+            "Save the file as UTF-8."
         ) from None
     header = [name.strip() for name in next(csv.reader([text.rstrip("\r\n")]))]
     missing = [name for name in table.columns if name not in header]
@@ -109,12 +110,24 @@ def _quote_identifier(name: str) -> str:
 
 def load_csv(conn: duckdb.DuckDBPyConnection, table: RawTable, path: Path, allow_empty: bool) -> int:
     """Create or replace ``table`` from ``path`` in one transaction; return the row count."""
+    try:
+        return _replace_table(conn, table, path, allow_empty)
+    except RawFileError as error:
+        raise RawFileError(
+            f"{error} {table.name} keeps its previous contents; fix the file, then materialize again."
+        ) from None
+
+
+def _replace_table(
+    conn: duckdb.DuckDBPyConnection, table: RawTable, path: Path, allow_empty: bool
+) -> int:
     header = read_header(path, table)
     # Extra columns are read as text and dropped: the file may carry more than we use.
     file_columns = {name: table.columns.get(name, "VARCHAR") for name in header}
     selected = ", ".join(_quote_identifier(name) for name in table.columns)
     conn.execute("begin transaction")
     try:
+        # The path is a bound parameter, never spliced into the SQL: quotes and spaces are safe.
         conn.execute(
             f"create or replace table {table.name} as select {selected} from read_csv("
             "?, columns = ?, header = true, auto_detect = false, strict_mode = true,"
@@ -124,15 +137,13 @@ def load_csv(conn: duckdb.DuckDBPyConnection, table: RawTable, path: Path, allow
         (rows,) = conn.execute(f"select count(*) from {table.name}").fetchone()
         if rows == 0 and not allow_empty:
             raise RawFileError(
-                f"{path} has a header but no rows; {table.name} was left as it was. "
-                "Set allow_empty: true in the run config to load it as an empty table."
+                f"{path} has a header but no rows. If an empty {table.name} is intended, "
+                "set allow_empty: true in the run config."
             )
         conn.execute("commit")
     except duckdb.Error as error:
         conn.execute("rollback")
-        raise RawFileError(
-            describe_csv_error(path, header, error) + f" {table.name} was left as it was."
-        ) from None
+        raise RawFileError(describe_csv_error(path, header, error)) from None
     except BaseException:
         conn.execute("rollback")
         raise
@@ -150,19 +161,39 @@ def _markdown_rows(columns: list[str], rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def _examples(columns: list[str], offenders: list[tuple]) -> str:
+    shown = ", ".join(
+        f"{'null' if value is None else repr(value)} ({rows} row{'s' if rows != 1 else ''})"
+        for value, rows in offenders[:5]
+    )
+    more = f" and {len(offenders) - 5} more" if len(offenders) > 5 else ""
+    return f"{columns[0]} {shown}{more}"
+
+
 def _offenders_check(
-    conn: duckdb.DuckDBPyConnection, asset: str, check_name: str, query: str, params: list
+    conn: duckdb.DuckDBPyConnection,
+    asset: str,
+    check_name: str,
+    query: str,
+    params: list,
+    problem: str,
 ) -> AssetCheckResult:
-    """Pass when ``query`` (value, rows) finds nothing; otherwise show how many and which."""
+    """Pass when ``query`` (value, rows) finds nothing; otherwise say how many rows and which."""
     cursor = conn.execute(query, params)
     columns = [column[0] for column in cursor.description]
     offenders = cursor.fetchall()
     failing_rows = sum(row[-1] for row in offenders)
+    description = (
+        f"{failing_rows} row(s) of {asset} {problem}: {_examples(columns, offenders)}."
+        if offenders
+        else None
+    )
     return AssetCheckResult(
         asset_key=AssetKey(asset),
         check_name=check_name,
         passed=not offenders,
         severity=AssetCheckSeverity.ERROR,
+        description=description,
         metadata={
             "failing_rows": failing_rows,
             "distinct_failing_values": len(offenders),
@@ -179,6 +210,7 @@ def _id_check(conn: duckdb.DuckDBPyConnection, table: RawTable) -> AssetCheckRes
         f"select id, count(*) as rows from {table.name} group by id "
         "having id is null or count(*) > 1 order by rows desc, id limit 1000",
         [],
+        "have a missing or repeated id",
     )
 
 
@@ -193,6 +225,7 @@ def _accepted_values_check(conn: duckdb.DuckDBPyConnection, table: RawTable) -> 
         f"where {quoted} is null or not list_contains(?, {quoted}) "
         "group by 1 order by rows desc limit 1000",
         [list(values)],
+        f"have a {column} outside the accepted values ({', '.join(values)})",
     )
 
 
@@ -216,6 +249,15 @@ def _check_specs(table: RawTable) -> list[AssetCheckSpec]:
             )
         )
     return specs
+
+
+def _log_failures(
+    context: AssetExecutionContext | AssetCheckExecutionContext, checks: list[AssetCheckResult]
+) -> None:
+    # The run's failure names only the check; the log line says which rows, in the run view.
+    for result in checks:
+        if not result.passed:
+            context.log.error(f"Check {result.check_name} failed. {result.description}")
 
 
 def build_raw_asset(table: RawTable) -> AssetsDefinition:
@@ -243,8 +285,11 @@ def build_raw_asset(table: RawTable) -> AssetsDefinition:
             if table.accepted_values:
                 checks.append(_accepted_values_check(conn, table))
         context.log.info(f"Loaded {rows} rows from {path} into {table.name}.")
+        _log_failures(context, checks)
         return MaterializeResult(
-            data_version=DataVersion(fingerprint),
+            # The table follows from the file and the loader, so a new loader makes the models
+            # downstream stale even when the file is unchanged.
+            data_version=DataVersion(f"{INGEST_CODE_VERSION}:{fingerprint}"),
             metadata={
                 "dagster/row_count": rows,
                 "dagster/column_schema": schema,
@@ -270,9 +315,11 @@ def build_reference_check(
         pool=DUCKDB_POOL,
         description=f"Every {column} in {asset} is an {parent_column} in {parent}.",
     )
-    def _reference_check(duckdb: WarehouseResource) -> AssetCheckResult:
+    def _reference_check(
+        context: AssetCheckExecutionContext, duckdb: WarehouseResource
+    ) -> AssetCheckResult:
         with duckdb.get_connection(read_only=True) as conn:
-            return _offenders_check(
+            result = _offenders_check(
                 conn,
                 asset,
                 f"{column}_exists_in_{parent}",
@@ -280,7 +327,10 @@ def build_reference_check(
                 f"anti join {parent} as parent on child.{column} = parent.{parent_column} "
                 "group by 1 order by rows desc limit 1000",
                 [],
+                f"have a {column} that is not an {parent_column} in {parent}",
             )
+        _log_failures(context, [result])
+        return result
 
     return _reference_check
 

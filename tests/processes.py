@@ -1,0 +1,40 @@
+"""Runs of `python -m dagster_project.materialize` in their own process, as `make materialize`."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# A whole run takes 10-20 s here; these bound a hung run, they are not expectations.
+RUN_TIMEOUT = 240
+WAIT_TIMEOUT = 120
+
+
+def start_materialize(env, log: Path) -> subprocess.Popen:
+    """Start a run of the project's job against ``env``; its output goes to ``log``."""
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dagster_project.materialize"],
+            env={**os.environ, **env.variables},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def materialize(env, log: Path) -> int:
+    process = start_materialize(env, log)
+    try:
+        return process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        process.kill()
+
+
+def wait_for(condition: Callable[[], object], what: str) -> object:
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"gave up after {WAIT_TIMEOUT} s waiting for {what}")

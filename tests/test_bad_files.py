@@ -1,0 +1,182 @@
+"""A raw CSV file either loads correctly or fails with a message that says what to fix.
+
+Each failing case first loads the good sample, then the bad file, and checks that the table
+still holds the sample: a failed load never leaves a half-written or emptied table.
+"""
+
+from pathlib import Path
+
+import pytest
+from dagster import build_asset_context
+
+from dagster_project.csv_errors import RawFileError
+from dagster_project.data_source import DataSourceError, LocalDataSource
+from dagster_project.defs.ingest import RAW_TABLES, RawLoadConfig, load_csv, raw_assets
+from dagster_project.settings import SAMPLE_DATA_DIR
+
+TABLES = {table.name: table for table in RAW_TABLES}
+CUSTOMERS_HEADER = b"id,first_name,last_name\n"
+
+
+@pytest.fixture
+def warehouse(project_env):
+    """A connection to a DuckDB file that already holds the three sample tables."""
+    with project_env.warehouse().get_connection() as conn:
+        for table in RAW_TABLES:
+            load_csv(conn, table, SAMPLE_DATA_DIR / table.file_name, allow_empty=False)
+        yield conn
+
+
+def contents(conn, table: str) -> list[tuple]:
+    return conn.execute(f"select * from {table} order by all").fetchall()
+
+
+def write(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def refused(conn, table: str, path: Path, allow_empty: bool = False) -> str:
+    """Load ``path`` into ``table``; assert it fails and the table is untouched; the message."""
+    before = contents(conn, table)
+    with pytest.raises(RawFileError) as caught:
+        load_csv(conn, TABLES[table], path, allow_empty=allow_empty)
+    assert contents(conn, table) == before
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"{table} keeps its previous contents; fix the file, then materialize again." in message
+    return message
+
+
+def test_a_missing_file_fails_the_asset_naming_the_file_and_the_folder(project_env, warehouse):
+    (project_env.data_dir / "raw_orders.csv").unlink()
+    before = contents(warehouse, "raw_orders")
+    raw_orders = next(asset for asset in raw_assets if asset.key.to_user_string() == "raw_orders")
+    with build_asset_context() as context, pytest.raises(DataSourceError) as caught:
+        raw_orders(
+            context,
+            config=RawLoadConfig(),
+            duckdb=project_env.warehouse(),
+            data_source=LocalDataSource(directory=str(project_env.data_dir)),
+        )
+    assert str(caught.value) == (
+        f"{project_env.data_dir / 'raw_orders.csv'} is missing: the data folder "
+        f"{project_env.data_dir} has no raw_orders.csv. Add the file, or point JAFFLE_DATA_DIR "
+        "at the folder that has it."
+    )
+    assert contents(warehouse, "raw_orders") == before
+
+
+def test_an_empty_file_is_refused(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", b"")
+    message = refused(warehouse, "raw_customers", path)
+    assert "is empty (0 bytes): expected a header line and rows." in message
+
+
+def test_a_header_only_file_is_refused_unless_allow_empty_is_set(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER)
+    message = refused(warehouse, "raw_customers", path)
+    assert "has a header but no rows" in message
+    assert "set allow_empty: true in the run config" in message
+
+    assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=True) == 0
+    assert contents(warehouse, "raw_customers") == []
+
+
+def test_a_missing_required_column_is_named(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", b"id,first_name\n1,Michael\n")
+    message = refused(warehouse, "raw_customers", path)
+    assert f"{path}, line 1: required column(s) last_name missing." in message
+    assert "The header is id,first_name; raw_customers needs id,first_name,last_name." in message
+
+
+def test_an_extra_column_loads_and_is_dropped(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", b"id,email,first_name,last_name\n1,a@b.c,Ann,B.\n")
+    assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=False) == 1
+    assert contents(warehouse, "raw_customers") == [(1, "Ann", "B.")]
+
+
+@pytest.mark.parametrize(
+    ("table", "data", "where"),
+    [
+        (
+            "raw_customers",
+            b"id,first_name,last_name\n1,Ann,B.\nabc,Bob,C.\n",
+            "line 3: column 1 (id) holds 'abc', which is not a valid INTEGER. "
+            "The line reads: 'abc,Bob,C.'.",
+        ),
+        (
+            "raw_payments",
+            b"id,order_id,payment_method,amount\n1,1,coupon,12.5x\n",
+            "line 2: column 4 (amount) holds '12.5x', which is not a valid INTEGER. "
+            "The line reads: '1,1,coupon,12.5x'.",
+        ),
+        (
+            "raw_orders",
+            b"id,user_id,order_date,status\n1,1,2018-01-01,placed\n2,1,2018-13-45,placed\n",
+            "line 3: column 3 (order_date) holds '2018-13-45', which is not a valid DATE. "
+            "The line reads: '2,1,2018-13-45,placed'.",
+        ),
+    ],
+    ids=["id", "amount", "date"],
+)
+def test_a_value_of_the_wrong_type_is_shown_with_its_line_and_column(
+    tmp_path, warehouse, table, data, where
+):
+    path = write(tmp_path, f"{table}.csv", data)
+    assert f"{path}, {where}" in refused(warehouse, table, path)
+
+
+@pytest.mark.parametrize(
+    ("row", "fields"), [(b"2,Bob,C.,extra", 4), (b"2,Bob", 2)], ids=["too_many", "too_few"]
+)
+def test_a_row_with_the_wrong_number_of_fields_is_shown(tmp_path, warehouse, row, fields):
+    path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER + b"1,Ann,B.\n" + row + b"\n")
+    message = refused(warehouse, "raw_customers", path)
+    assert f"{path}, line 3: the row has {fields} fields, but the header has 3." in message
+    assert f"The line reads: {row.decode()!r}." in message
+
+
+def test_an_unbalanced_quote_is_shown_with_its_line(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER + b'1,"Ann,B.\n2,Bob,C.\n')
+    message = refused(warehouse, "raw_customers", path)
+    assert f"{path}, line 2: a quoted value is never closed (an unbalanced double quote)." in message
+
+
+def test_a_non_utf8_byte_is_located(tmp_path, warehouse):
+    # "Jérôme" saved as Latin-1: é is the single byte 0xE9.
+    path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER + b"1,Ann,B.\n2,J\xe9r\xf4me,C.\n")
+    message = refused(warehouse, "raw_customers", path)
+    assert f"{path}, line 3: byte 4 of the line is 0xE9, which is not UTF-8" in message
+    assert "Save it as UTF-8." in message
+
+
+def test_a_utf8_bom_loads(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", b"\xef\xbb\xbf" + CUSTOMERS_HEADER + "1,Zoë,B.\n".encode())
+    assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=False) == 1
+    assert contents(warehouse, "raw_customers") == [(1, "Zoë", "B.")]
+
+
+def test_crlf_line_endings_load(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", b"id,first_name,last_name\r\n1,Ann,B.\r\n2,Bob,C.\r\n")
+    assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=False) == 2
+    assert contents(warehouse, "raw_customers") == [(1, "Ann", "B."), (2, "Bob", "C.")]
+
+
+def test_a_data_folder_whose_path_holds_a_quote_and_a_space_loads(project_env, tmp_path):
+    folder = tmp_path / "it's my data"
+    folder.mkdir()
+    for table in RAW_TABLES:
+        write(folder, table.file_name, (SAMPLE_DATA_DIR / table.file_name).read_bytes())
+    raw_orders = next(asset for asset in raw_assets if asset.key.to_user_string() == "raw_orders")
+    with build_asset_context() as context:
+        result = raw_orders(
+            context,
+            config=RawLoadConfig(),
+            duckdb=project_env.warehouse(),
+            data_source=LocalDataSource(directory=str(folder)),
+        )
+    assert result.metadata["dagster/row_count"] == 99
+    assert result.metadata["source_file"].value == str(folder / "raw_orders.csv")
+    assert project_env.query("select count(*) from raw_orders") == [(99,)]

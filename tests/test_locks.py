@@ -1,0 +1,189 @@
+"""Another program holding the DuckDB file: a fast, clear failure, never minutes of silence."""
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+import pytest
+from dagster import DagsterEventType, build_asset_check_context, build_asset_context
+
+from dagster_project import warehouse
+from dagster_project.data_source import LocalDataSource
+from dagster_project.defs.ingest import (
+    RAW_TABLES,
+    RawLoadConfig,
+    load_csv,
+    raw_assets,
+    raw_reference_checks,
+)
+from dagster_project.settings import SAMPLE_DATA_DIR
+from dagster_project.warehouse import DuckDBLockedError, WarehouseResource
+
+HOLDER = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "read_only")
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def held(database, mode: str = "read_write") -> Iterator[subprocess.Popen]:
+    """Another process with the file open, as a DuckDB CLI or a notebook would have it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(database), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+@pytest.fixture
+def loaded(project_env):
+    """The sample tables, loaded; the connection is closed again before the test runs."""
+    with project_env.warehouse().get_connection() as conn:
+        for table in RAW_TABLES:
+            load_csv(conn, table, SAMPLE_DATA_DIR / table.file_name, allow_empty=False)
+    return project_env
+
+
+def run_raw_customers(env, lock_timeout: float):
+    raw_customers = next(a for a in raw_assets if a.key.to_user_string() == "raw_customers")
+    with build_asset_context() as context:
+        return raw_customers(
+            context,
+            config=RawLoadConfig(),
+            duckdb=WarehouseResource(database=str(env.database), lock_timeout=lock_timeout),
+            data_source=LocalDataSource(directory=str(env.data_dir)),
+        )
+
+
+def test_a_held_file_fails_the_raw_asset_naming_the_lock_the_holder_and_what_to_do(loaded):
+    with held(loaded.database) as holder, pytest.raises(DuckDBLockedError) as caught:
+        run_raw_customers(loaded, lock_timeout=1)
+    message = str(caught.value)
+    assert message.startswith(f"The DuckDB file {loaded.database} is locked by ")
+    assert f"(PID {holder.pid}); gave up after " in message
+    assert "Close that program (a DuckDB CLI, a notebook, a SQL editor)" in message
+    assert "`kill <PID>`" in message
+    assert loaded.query("select count(*) from raw_customers") == [(100,)]
+
+
+def test_readers_open_the_file_read_only_beside_another_reader(loaded):
+    (check,) = [
+        c for c in raw_reference_checks
+        if next(iter(c.check_keys)).name == "user_id_exists_in_raw_customers"
+    ]
+    with held(loaded.database, "read_only"):
+        result = check(build_asset_check_context(), duckdb=loaded.warehouse())
+        assert result.passed
+        # A writer is still refused while the reader holds the file.
+        with pytest.raises(DuckDBLockedError):
+            run_raw_customers(loaded, lock_timeout=0.5)
+
+
+def test_a_run_on_a_held_file_fails_after_one_wait_with_the_holder_in_every_step(
+    loaded, instance
+):
+    # A short wait keeps the test quick; the default is checked with a fake clock below.
+    config = {"database": str(loaded.database), "lock_timeout": 2}
+    run_config = {"resources": {"duckdb": {"config": config}}}
+    with held(loaded.database) as holder:
+        result = loaded.run_job(instance, run_config=run_config)
+    assert not result.success
+    assert result.get_failed_step_keys() == {"raw_customers", "raw_orders", "raw_payments"}
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        message = (error.cause or error).message
+        assert f"{loaded.database} is locked by " in message
+        assert f"(PID {holder.pid}); gave up after " in message
+    started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
+    assert not started & {"jaffle_shop_dbt_assets", "order_count_chart"}
+    assert loaded.query("select count(*) from raw_customers") == [(100,)]
+
+
+class FakeClock:
+    """Stands in for the time module: sleeping advances the clock at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(warehouse, "time", fake)
+    return fake
+
+
+def failing_connect(monkeypatch, error: Exception) -> list[str]:
+    calls: list[str] = []
+
+    def connect(database, **kwargs):
+        calls.append(database)
+        raise error
+
+    monkeypatch.setattr(warehouse.duckdb, "connect", connect)
+    return calls
+
+
+LOCK_ERROR = duckdb.IOException(
+    'IO Error: Could not set lock on file "/data/jaffle.duckdb": Conflicting lock is held in '
+    "/usr/local/bin/duckdb (PID 4242). See also https://duckdb.org/docs/stable/connect/concurrency"
+)
+
+
+def test_by_default_a_lock_is_retried_with_jittered_backoff_and_given_up_within_30_s(
+    monkeypatch, clock, tmp_path
+):
+    calls = failing_connect(monkeypatch, LOCK_ERROR)
+    resource = WarehouseResource(database=str(tmp_path / "jaffle.duckdb"))
+    with pytest.raises(DuckDBLockedError) as caught:
+        with resource.get_connection():
+            pass
+    assert clock.now <= resource.lock_timeout < 30
+    assert "locked by /usr/local/bin/duckdb (PID 4242)" in str(caught.value)
+    assert len(calls) == len(clock.sleeps) + 1 > 5
+    # Each wait is drawn between 0 and a ceiling that doubles from 0.1 s up to 5 s.
+    ceilings = [min(0.1 * 2**attempt, 5.0) for attempt in range(len(clock.sleeps))]
+    assert all(0 <= slept <= ceiling for slept, ceiling in zip(clock.sleeps, ceilings))
+    assert len(set(clock.sleeps)) == len(clock.sleeps), "waits must be jittered"
+
+
+def test_once_a_step_has_given_up_later_steps_of_the_run_fail_at_once(
+    monkeypatch, clock, tmp_path
+):
+    calls = failing_connect(monkeypatch, LOCK_ERROR)
+    resource = WarehouseResource(database=str(tmp_path / "jaffle.duckdb"), lock_timeout=3)
+    with pytest.raises(DuckDBLockedError), resource.get_connection():
+        pass
+    first_wait = (len(calls), len(clock.sleeps))
+    with pytest.raises(DuckDBLockedError, match="gave up after 0 s"), resource.get_connection():
+        pass
+    assert (len(calls), len(clock.sleeps)) == (first_wait[0] + 1, first_wait[1])
+
+
+def test_an_error_other_than_a_lock_is_raised_at_once_without_retrying(monkeypatch, clock, tmp_path):
+    error = duckdb.IOException('IO Error: Cannot open file "/data/jaffle.duckdb": Permission denied')
+    calls = failing_connect(monkeypatch, error)
+    with pytest.raises(duckdb.IOException, match="Permission denied"):
+        with WarehouseResource(database=str(tmp_path / "jaffle.duckdb")).get_connection():
+            pass
+    assert len(calls) == 1
+    assert clock.sleeps == []
