@@ -2,8 +2,10 @@
 
 import importlib.metadata
 import json
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache, cached_property
+from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, Output, TableColumn, TableSchema
@@ -142,5 +144,10 @@ def jaffle_shop_dbt_assets(
     # error instead of dbt's, which arrives only after dbt has parsed and connected.
     with duckdb.get_connection():
         pass
-    invocation = dbt.cli(["build", *dbt_vars(duckdb.database)], context=context)
-    yield from with_table_metadata(invocation.stream(), duckdb)
+    # dagster-dbt gives every run its own target folder and never removes it (2 MB a run);
+    # the events are streamed into Dagster, so nothing in it is needed after the step.
+    with tempfile.TemporaryDirectory(prefix="dbt-target-") as target_path:
+        invocation = dbt.cli(
+            ["build", *dbt_vars(duckdb.database)], context=context, target_path=Path(target_path)
+        )
+        yield from with_table_metadata(invocation.stream(), duckdb)
