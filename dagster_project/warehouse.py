@@ -28,6 +28,23 @@ DUCKDB_POOL = "duckdb"
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
+def sql_string(value: str) -> str:
+    """A SQL string literal for ``value``, quotes doubled.
+
+    We quote instead of binding parameters because binding any parameter makes the duckdb
+    package import pandas (1 to 3 s here), which a run would otherwise never need.
+    """
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string_list(values: list[str]) -> str:
+    return "[" + ", ".join(sql_string(value) for value in values) + "]"
+
+
 class DuckDBLockedError(RuntimeError):
     """Another process holds the DuckDB file."""
 

@@ -32,7 +32,13 @@ from pydantic import Field
 
 from dagster_project.csv_errors import RawFileError, describe_csv_error
 from dagster_project.data_source import DataSource
-from dagster_project.warehouse import DUCKDB_POOL, WarehouseResource
+from dagster_project.warehouse import (
+    DUCKDB_POOL,
+    WarehouseResource,
+    sql_identifier,
+    sql_string,
+    sql_string_list,
+)
 
 # Bump when the loading logic changes, so Dagster marks everything downstream as stale.
 INGEST_CODE_VERSION = "1"
@@ -104,10 +110,6 @@ def read_header(path: Path, table: RawTable) -> list[str]:
     return header
 
 
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def load_csv(conn: duckdb.DuckDBPyConnection, table: RawTable, path: Path, allow_empty: bool) -> int:
     """Create or replace ``table`` from ``path`` in one transaction; return the row count."""
     try:
@@ -123,16 +125,19 @@ def _replace_table(
 ) -> int:
     header = read_header(path, table)
     # Extra columns are read as text and dropped: the file may carry more than we use.
-    file_columns = {name: table.columns.get(name, "VARCHAR") for name in header}
-    selected = ", ".join(_quote_identifier(name) for name in table.columns)
+    file_columns = ", ".join(
+        f"{sql_string(name)}: {sql_string(table.columns.get(name, 'VARCHAR'))}" for name in header
+    )
+    selected = ", ".join(sql_identifier(name) for name in table.columns)
     conn.execute("begin transaction")
     try:
-        # The path is a bound parameter, never spliced into the SQL: quotes and spaces are safe.
+        # The path and the header's names are quoted as SQL literals, never spliced in raw:
+        # quotes and spaces in them are safe.
         conn.execute(
             f"create or replace table {table.name} as select {selected} from read_csv("
-            "?, columns = ?, header = true, auto_detect = false, strict_mode = true,"
-            " delim = ',', quote = '\"', escape = '\"', dateformat = '%Y-%m-%d')",
-            [str(path), file_columns],
+            f"{sql_string(str(path))}, columns = {{{file_columns}}}, header = true,"
+            " auto_detect = false, strict_mode = true,"
+            " delim = ',', quote = '\"', escape = '\"', dateformat = '%Y-%m-%d')"
         )
         (rows,) = conn.execute(f"select count(*) from {table.name}").fetchone()
         if rows == 0 and not allow_empty:
@@ -175,11 +180,10 @@ def _offenders_check(
     asset: str,
     check_name: str,
     query: str,
-    params: list,
     problem: str,
 ) -> AssetCheckResult:
     """Pass when ``query`` (value, rows) finds nothing; otherwise say how many rows and which."""
-    cursor = conn.execute(query, params)
+    cursor = conn.execute(query)
     columns = [column[0] for column in cursor.description]
     offenders = cursor.fetchall()
     failing_rows = sum(row[-1] for row in offenders)
@@ -209,22 +213,20 @@ def _id_check(conn: duckdb.DuckDBPyConnection, table: RawTable) -> AssetCheckRes
         "id_is_unique_and_not_null",
         f"select id, count(*) as rows from {table.name} group by id "
         "having id is null or count(*) > 1 order by rows desc, id limit 1000",
-        [],
         "have a missing or repeated id",
     )
 
 
 def _accepted_values_check(conn: duckdb.DuckDBPyConnection, table: RawTable) -> AssetCheckResult:
     column, values = table.accepted_values
-    quoted = _quote_identifier(column)
+    quoted = sql_identifier(column)
     return _offenders_check(
         conn,
         table.name,
         f"{column}_is_accepted",
         f"select {quoted}, count(*) as rows from {table.name} "
-        f"where {quoted} is null or not list_contains(?, {quoted}) "
+        f"where {quoted} is null or not list_contains({sql_string_list(list(values))}, {quoted}) "
         "group by 1 order by rows desc limit 1000",
-        [list(values)],
         f"have a {column} outside the accepted values ({', '.join(values)})",
     )
 
@@ -326,7 +328,6 @@ def build_reference_check(
                 f"select child.{column}, count(*) as rows from {asset} as child "
                 f"anti join {parent} as parent on child.{column} = parent.{parent_column} "
                 "group by 1 order by rows desc limit 1000",
-                [],
                 f"have a {column} that is not an {parent_column} in {parent}",
             )
         _log_failures(context, [result])

@@ -13,7 +13,12 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from packaging import version
 
 from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT, load_settings
-from dagster_project.warehouse import DUCKDB_POOL, WarehouseResource
+from dagster_project.warehouse import (
+    DUCKDB_POOL,
+    WarehouseResource,
+    sql_identifier,
+    sql_string_list,
+)
 
 
 class SetupError(RuntimeError):
@@ -84,23 +89,23 @@ def _model_name(event: object) -> str | None:
 
 def _table_metadata(duckdb: WarehouseResource, models: list[str]) -> dict[str, dict[str, Any]]:
     with duckdb.get_connection(read_only=True) as conn:
+        names = sql_string_list(models)
         columns = conn.execute(
             "select table_name, column_name, data_type from information_schema.columns "
-            "where table_schema = current_schema() and list_contains(?, table_name) "
-            "order by table_name, ordinal_position",
-            [models],
+            f"where table_schema = current_schema() and list_contains({names}, table_name) "
+            "order by table_name, ordinal_position"
         ).fetchall()
         tables = [
             name
             for (name,) in conn.execute(
                 "select table_name from duckdb_tables() "
-                "where schema_name = current_schema() and list_contains(?, table_name)",
-                [models],
+                f"where schema_name = current_schema() and list_contains({names}, table_name)"
             ).fetchall()
         ]
         # Views are skipped: counting them would run their query again.
         counts = {
-            name: conn.execute(f'select count(*) from "{name}"').fetchone()[0] for name in tables
+            name: conn.execute(f"select count(*) from {sql_identifier(name)}").fetchone()[0]
+            for name in tables
         }
     metadata: dict[str, dict[str, Any]] = {name: {} for name in models}
     for name in models:
