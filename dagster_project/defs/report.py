@@ -47,15 +47,21 @@ def counts_table(histogram: list[tuple[int, int]]) -> str:
     return f"| orders | customers |\n| ---: | ---: |\n{rows}"
 
 
-def render_chart(histogram: list[tuple[int, int]], generated_at: datetime) -> str:
+def chart_caption(histogram: list[tuple[int, int]], run_id: str, generated_at: datetime) -> str:
+    """Row count, run and time: enough to match the page with its run in the UI."""
+    customers = sum(count for _, count in histogram)
+    # Plotly reads titles as HTML, so anything not ours is escaped before it goes in.
+    return html.escape(
+        f"{customers:,} customers · run {run_id[:8]} · {generated_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
+def render_chart(histogram: list[tuple[int, int]], run_id: str, generated_at: datetime) -> str:
     """The chart as one self-contained HTML page: plotly.js is inlined, so it renders offline."""
     # Imported here: plotly is slow to import and only this asset needs it.
     import plotly.graph_objects as go
 
-    customers = sum(count for _, count in histogram)
-    caption = html.escape(
-        f"{customers:,} customers · generated {generated_at:%Y-%m-%d %H:%M:%S} UTC"
-    )
+    caption = chart_caption(histogram, run_id, generated_at)
     figure = go.Figure(
         go.Bar(
             x=[orders for orders, _ in histogram],
@@ -114,7 +120,8 @@ def order_count_chart(
     customers = sum(count for _, count in histogram)
 
     path = Path(config.output_dir or settings.chart_dir).resolve() / CHART_FILE_NAME
-    write_atomically(path, render_chart(histogram, datetime.now(timezone.utc)))
+    run_id = context.op_execution_context.run_id
+    write_atomically(path, render_chart(histogram, run_id, datetime.now(timezone.utc)))
     context.log.info(f"Wrote the chart of {customers} customers to {path}")
 
     open_browser = settings.open_chart if config.open_browser is None else config.open_browser
