@@ -58,4 +58,4 @@ browser:
 	  fi; }
 
 clean:
-	rm -rf $(VENV) jaffle_shop/target jaffle_shop/logs data/jaffle.duckdb data/charts .dagster_home
+	rm -rf $(VENV) jaffle_shop/target jaffle_shop/logs data/jaffle.duckdb data/charts .dagster_home test-artifacts
