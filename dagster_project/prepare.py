@@ -6,7 +6,7 @@ from dagster_project.settings import DBT_EXECUTABLE
 
 
 def main() -> None:
-    from dagster_project.defs.transform import build_project
+    from dagster_project.dbt_project import build_project
 
     # dagster-dbt's preparer runs the `dbt` it finds on PATH: make it the one in our venv.
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(DBT_EXECUTABLE), os.environ["PATH"]])

@@ -1,7 +1,7 @@
 """The code loads, and the set-up left what loading needs."""
 
 from dagster_project.definitions import defs
-from dagster_project.defs.transform import jaffle_shop_project
+from dagster_project.dbt_project import jaffle_shop_project
 
 
 def test_the_definitions_load_with_every_asset_and_resource():

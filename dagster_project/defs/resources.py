@@ -5,7 +5,8 @@ the UI's resource view names the variable instead of showing its value.
 """
 
 from dagster_project.data_source import LocalDataSource
-from dagster_project.defs.transform import DbtCli, jaffle_shop_project
+from dagster_project.dbt_project import jaffle_shop_project
+from dagster_project.defs.transform import DbtCli
 from dagster_project.settings import DBT_EXECUTABLE, Settings
 from dagster_project.warehouse import WarehouseResource
 

@@ -1,59 +1,23 @@
 """The dbt project as Dagster assets: ``dbt build`` runs through Dagster, dbt tests are checks."""
 
 import importlib.metadata
-import json
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, Output, TableColumn, TableSchema
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from packaging import version
 
-from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT, load_settings
+from dagster_project.dbt_project import dbt_vars, jaffle_shop_project
 from dagster_project.warehouse import (
     DUCKDB_POOL,
     WarehouseResource,
     sql_identifier,
     sql_string_list,
 )
-
-
-class SetupError(RuntimeError):
-    """The project has not been set up: run `make setup` (or `make run`, `make test`)."""
-
-
-def dbt_vars(database: str) -> list[str]:
-    """The dbt var that points dbt at the same DuckDB database as the Python assets."""
-    return ["--vars", json.dumps({"duckdb_database": database})]
-
-
-def build_project() -> DbtProject:
-    settings = load_settings()
-    return DbtProject(
-        project_dir=DBT_PROJECT_DIR,
-        profiles_dir=REPO_ROOT,
-        target=settings.dbt_target,
-        # dbt re-parses the whole project when the profile or vars differ from the last parse,
-        # so the manifest is prepared with exactly the vars that runs pass.
-        prepare_project_cli_args=["parse", "--quiet", *dbt_vars(settings.duckdb_database)],
-    )
-
-
-@cache
-def jaffle_shop_project() -> DbtProject:
-    project = build_project()
-    # Under `dagster dev` the manifest is re-parsed on each code reload so SQL edits show up;
-    # everywhere else `make setup` built it, and importing this module must not run `dbt parse`.
-    project.prepare_if_dev()
-    if not project.manifest_path.exists():
-        raise SetupError(
-            f"The dbt manifest {project.manifest_path} is missing. Run `make setup` "
-            "(or `make run` / `make test`, which include it) to build it."
-        )
-    return project
 
 
 class DbtCli(DbtCliResource):
