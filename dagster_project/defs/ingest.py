@@ -137,7 +137,7 @@ def _replace_table(
             f"create or replace table {table.name} as select {selected} from read_csv("
             f"{sql_string(str(path))}, columns = {{{file_columns}}}, header = true,"
             " auto_detect = false, strict_mode = true,"
-            " delim = ',', quote = '\"', escape = '\"', dateformat = '%Y-%m-%d')"
+            " delim = ',', quote = '\"', escape = '\"')"
         )
         (rows,) = conn.execute(f"select count(*) from {table.name}").fetchone()
         if rows == 0 and not allow_empty:
