@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dagster import DagsterError, DagsterInstance
 
-from dagster_project.defs.report import CHART_FILE_NAME, has_display, order_count_chart
+from dagster_project.defs.report import CHART_FILE_NAME, order_count_chart
 from dagster_project.settings import Settings, load_settings
 
 NO_CHART_YET = (
@@ -47,12 +47,13 @@ def latest_chart(settings: Settings) -> Path | None:
 
 
 def main() -> int:
-    chart = latest_chart(load_settings())
+    settings = load_settings()
+    chart = latest_chart(settings)
     if chart is None:
         print(NO_CHART_YET, file=sys.stderr)
         return 1
     print(f"Chart: {chart}")
-    if has_display():
+    if settings.has_display:
         webbrowser.open(chart.as_uri())
     else:
         print(

@@ -51,6 +51,9 @@ class Settings:
     data_dir: Path
     chart_dir: Path
     open_chart: bool
+    # A browser can be shown here; on a headless Linux box webbrowser.open may start a console
+    # browser and block the run instead.
+    has_display: bool = False
     # Which of our variables were set, so resources can name their source in the UI.
     variables_set: frozenset[str] = frozenset()
 
@@ -131,5 +134,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         data_dir=resolve_path(env.get("JAFFLE_DATA_DIR") or str(SAMPLE_DATA_DIR)),
         chart_dir=resolve_path(env.get("JAFFLE_CHART_DIR") or "data/charts"),
         open_chart=_flag(env, "JAFFLE_OPEN_CHART", default=False),
+        has_display=sys.platform in ("darwin", "win32")
+        or bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")),
         variables_set=frozenset(name for name in VARIABLES if env.get(name)),
     )

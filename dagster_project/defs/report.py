@@ -1,9 +1,6 @@
 """``order_count_chart``: how many customers placed how many orders, as an offline HTML chart."""
 
-
 import html
-import os
-import sys
 import webbrowser
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,13 +85,6 @@ def render_chart(histogram: list[tuple[int, int]], run_id: str, generated_at: da
     )
 
 
-def has_display() -> bool:
-    # webbrowser.open on a headless Linux box may start a console browser and block the run.
-    return sys.platform in ("darwin", "win32") or bool(
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    )
-
-
 def write_atomically(path: Path, text: str) -> None:
     """Readers never see half a chart, and a failure leaves the last good chart in place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +115,7 @@ def order_count_chart(
     context.log.info(f"Wrote the chart of {customers} customers to {path}")
 
     open_browser = settings.open_chart if config.open_browser is None else config.open_browser
-    if open_browser and has_display():
+    if open_browser and settings.has_display:
         webbrowser.open(path.as_uri())
 
     return MaterializeResult(
