@@ -56,6 +56,14 @@ class ProjectEnv:
         return job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
 
 
+def load_sample_tables(conn) -> None:
+    """Load the three bundled sample files, as a good run would have left them."""
+    from dagster_project.defs.ingest import RAW_TABLES, load_csv
+
+    for table in RAW_TABLES:
+        load_csv(conn, table, SAMPLE_DATA_DIR / table.file_name, allow_empty=False)
+
+
 def make_project_env(root: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> ProjectEnv:
     env = ProjectEnv(
         root=root,

@@ -13,6 +13,7 @@ from dagster_project.csv_errors import RawFileError
 from dagster_project.data_source import DataSourceError, LocalDataSource
 from dagster_project.defs.ingest import RAW_TABLES, RawLoadConfig, load_csv, raw_assets
 from dagster_project.settings import SAMPLE_DATA_DIR
+from tests.conftest import load_sample_tables
 
 TABLES = {table.name: table for table in RAW_TABLES}
 CUSTOMERS_HEADER = b"id,first_name,last_name\n"
@@ -22,8 +23,7 @@ CUSTOMERS_HEADER = b"id,first_name,last_name\n"
 def warehouse(project_env):
     """A connection to a DuckDB file that already holds the three sample tables."""
     with project_env.warehouse().get_connection() as conn:
-        for table in RAW_TABLES:
-            load_csv(conn, table, SAMPLE_DATA_DIR / table.file_name, allow_empty=False)
+        load_sample_tables(conn)
         yield conn
 
 

@@ -11,14 +11,8 @@ from dagster import DagsterEventType, build_asset_check_context, build_asset_con
 
 from dagster_project import warehouse
 from dagster_project.data_source import LocalDataSource
-from dagster_project.defs.ingest import (
-    RAW_TABLES,
-    RawLoadConfig,
-    load_csv,
-    raw_assets,
-    raw_reference_checks,
-)
-from dagster_project.settings import SAMPLE_DATA_DIR
+from dagster_project.defs.ingest import RawLoadConfig, raw_assets, raw_reference_checks
+from tests.conftest import load_sample_tables
 from dagster_project.warehouse import DuckDBLockedError, WarehouseResource
 
 HOLDER = """
@@ -50,8 +44,7 @@ def held(database, mode: str = "read_write") -> Iterator[subprocess.Popen]:
 def loaded(project_env):
     """The sample tables, loaded; the connection is closed again before the test runs."""
     with project_env.warehouse().get_connection() as conn:
-        for table in RAW_TABLES:
-            load_csv(conn, table, SAMPLE_DATA_DIR / table.file_name, allow_empty=False)
+        load_sample_tables(conn)
     return project_env
 
 
