@@ -12,6 +12,7 @@ from dagster import (
 
 from dagster_project.data_source import LocalDataSource
 from dagster_project.defs.ingest import RawLoadConfig, raw_assets, raw_reference_checks
+from dagster_project.warehouse import sql_string
 from tests.conftest import make_project_env
 
 RAW_ASSETS = {asset.key.to_user_string(): asset for asset in raw_assets}
@@ -203,3 +204,34 @@ def test_an_order_of_an_unknown_customer_stops_the_chart(good_run):
     (failed,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed.check_name == "user_id_exists_in_raw_customers"
     assert failed.description.endswith(": user_id 999 (1 row).")
+
+
+def test_a_failing_dbt_test_stops_the_marts_and_the_chart(good_run):
+    # Bad data that got into the raw table some other way than our loader, so only dbt's own
+    # tests stand between it and the chart.
+    env, instance, good_run_id, chart, chart_bytes = good_run
+    dbt_and_chart = [
+        AssetKey(name)
+        for name in ("stg_customers", "stg_orders", "stg_payments", "customers", "orders")
+    ] + [AssetKey("order_count_chart")]
+    with env.warehouse().get_connection() as conn:
+        (original,) = conn.execute("select status from raw_orders where id = 2").fetchone()
+        conn.execute("update raw_orders set status = 'lost' where id = 2")
+    try:
+        result = env.run_job(instance, asset_selection=dbt_and_chart)
+    finally:
+        with env.warehouse().get_connection() as conn:
+            conn.execute(f"update raw_orders set status = {sql_string(original)} where id = 2")
+
+    assert not result.success
+    assert result.get_failed_step_keys() == {"jaffle_shop_dbt_assets"}
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [
+        ("stg_orders", "accepted_values_stg_orders_status__placed__shipped__completed__return_pending__returned")
+    ]
+    started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
+    assert "order_count_chart" not in started
+    for asset in ("customers", "order_count_chart"):
+        latest = instance.get_latest_materialization_event(AssetKey(asset))
+        assert latest.run_id == good_run_id, f"{asset} was rebuilt from bad data"
+    assert chart.read_bytes() == chart_bytes
