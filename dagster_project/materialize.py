@@ -4,7 +4,7 @@ import sys
 
 from dagster import DagsterEventType, DagsterInstance
 
-from dagster_project.warehouse import release_slots_of_dead_runs
+from dagster_project.pool_slots import release_slots_of_dead_runs
 
 
 def main() -> int:

@@ -9,7 +9,6 @@ person needs to know which program it is.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import time
@@ -18,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from dagster import DagsterEventType, DagsterInstance
+from dagster import TableColumn, TableSchema
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
@@ -43,6 +42,20 @@ def sql_identifier(name: str) -> str:
 
 def sql_string_list(values: list[str]) -> str:
     return "[" + ", ".join(sql_string(value) for value in values) + "]"
+
+
+def column_schemas(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, TableSchema]:
+    """The columns and types of each of ``tables`` (tables or views) that exists."""
+    rows = conn.execute(
+        "select table_name, column_name, data_type from information_schema.columns "
+        "where table_schema = current_schema() "
+        f"and list_contains({sql_string_list(tables)}, table_name) "
+        "order by table_name, ordinal_position"
+    ).fetchall()
+    columns: dict[str, list[TableColumn]] = {}
+    for table, column, data_type in rows:
+        columns.setdefault(table, []).append(TableColumn(column, data_type))
+    return {table: TableSchema(columns=found) for table, found in columns.items()}
 
 
 class DuckDBLockedError(RuntimeError):
@@ -108,57 +121,3 @@ class WarehouseResource(DuckDBResource):
             # Full jitter: two runs released by the same unlock must not retry in step.
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, 5.0)
-
-
-def _process_is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, but another user's
-    return True
-
-
-def _run_process_id(instance: DagsterInstance, run_id: str) -> int | None:
-    started = instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.RUN_START, limit=1
-    ).records
-    return started[0].event_log_entry.dagster_event.pid if started else None
-
-
-def _is_abandoned(instance: DagsterInstance, run_id: str) -> bool:
-    run = instance.get_run_by_id(run_id)
-    if run is None or run.is_finished:
-        return True
-    pid = _run_process_id(instance, run_id)
-    if pid is None or _process_is_alive(pid):
-        return False
-    instance.report_run_failed(
-        run,
-        f"The process running this run (PID {pid}) ended without finishing it, "
-        "for example killed with SIGKILL or out of memory. Marked as failed so that its "
-        f"slot in the {DUCKDB_POOL} pool is released.",
-    )
-    return True
-
-
-def release_slots_of_dead_runs(instance: DagsterInstance) -> list[str]:
-    """Free the ``duckdb`` pool slots held by runs whose process is gone; return their run ids.
-
-    Dagster frees a slot when its step ends. A run process killed outright (SIGKILL, out of
-    memory, a closed laptop) never says so, and every later run would then wait for that slot
-    forever. Only runs started on this machine can be checked, which is where this project's
-    runs execute (in-process executor, default run launcher).
-    """
-    storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits:
-        return []
-    info = storage.get_concurrency_info(DUCKDB_POOL)
-    holders = {slot.run_id for slot in info.claimed_slots} | {
-        step.run_id for step in info.pending_steps
-    }
-    released = sorted(run_id for run_id in holders if _is_abandoned(instance, run_id))
-    for run_id in released:
-        storage.free_concurrency_slots_for_run(run_id)
-    return released

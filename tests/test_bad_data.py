@@ -29,6 +29,15 @@ def replace_file(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def failed_check(project_env, file: str, text: str, check_name: str, failing_rows: int):
+    """Load ``text`` as ``file`` through its raw asset; the named check, asserted to have failed."""
+    replace_file(project_env.data_dir / file, text)
+    check = load_raw(project_env, file.removesuffix(".csv"))[check_name]
+    assert not check.passed
+    assert check.metadata["failing_rows"].value == failing_rows
+    return check
+
+
 def load_raw(project_env, table: str):
     """Run one raw asset directly on the project's data folder; its check results by name."""
     with build_asset_context() as context:
@@ -58,21 +67,20 @@ def load_raw(project_env, table: str):
     ids=["duplicate_id", "null_id"],
 )
 def test_a_duplicate_or_null_id_fails_the_id_check(project_env, rows, failing_rows, described):
-    replace_file(project_env.data_dir / "raw_orders.csv", ORDERS_HEADER + rows)
-    check = load_raw(project_env, "raw_orders")["id_is_unique_and_not_null"]
-    assert not check.passed
-    assert check.metadata["failing_rows"].value == failing_rows
+    check = failed_check(
+        project_env, "raw_orders.csv", ORDERS_HEADER + rows, "id_is_unique_and_not_null", failing_rows
+    )
     assert check.description == described
 
 
 def test_an_unknown_order_status_fails_the_status_check(project_env):
-    replace_file(
-        project_env.data_dir / "raw_orders.csv",
+    check = failed_check(
+        project_env,
+        "raw_orders.csv",
         ORDERS_HEADER + "1,1,2018-01-01,placed\n2,1,2018-01-02,lost\n3,2,2018-01-03,lost\n",
+        "status_is_accepted",
+        failing_rows=2,
     )
-    check = load_raw(project_env, "raw_orders")["status_is_accepted"]
-    assert not check.passed
-    assert check.metadata["failing_rows"].value == 2
     assert "| status | rows |" in check.metadata["sample"].value
     assert "| lost | 2 |" in check.metadata["sample"].value
     assert check.description.startswith(
@@ -82,13 +90,13 @@ def test_an_unknown_order_status_fails_the_status_check(project_env):
 
 
 def test_an_unknown_payment_method_fails_the_payment_method_check(project_env):
-    replace_file(
-        project_env.data_dir / "raw_payments.csv",
+    check = failed_check(
+        project_env,
+        "raw_payments.csv",
         PAYMENTS_HEADER + "1,1,credit_card,100\n2,1,bitcoin,200\n",
+        "payment_method_is_accepted",
+        failing_rows=1,
     )
-    check = load_raw(project_env, "raw_payments")["payment_method_is_accepted"]
-    assert not check.passed
-    assert check.metadata["failing_rows"].value == 1
     assert check.description.endswith(": payment_method 'bitcoin' (1 row).")
 
 

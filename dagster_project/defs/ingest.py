@@ -23,8 +23,6 @@ from dagster import (
     DataVersion,
     MaterializeResult,
     MetadataValue,
-    TableColumn,
-    TableSchema,
     asset,
     asset_check,
 )
@@ -35,6 +33,7 @@ from dagster_project.data_source import DataSource
 from dagster_project.warehouse import (
     DUCKDB_POOL,
     WarehouseResource,
+    column_schemas,
     sql_identifier,
     sql_string,
     sql_string_list,
@@ -153,11 +152,6 @@ def _replace_table(
         conn.execute("rollback")
         raise
     return rows
-
-
-def _column_schema(conn: duckdb.DuckDBPyConnection, table: RawTable) -> TableSchema:
-    described = conn.execute(f"describe {table.name}").fetchall()
-    return TableSchema(columns=[TableColumn(name=row[0], type=row[1]) for row in described])
 
 
 def _markdown_rows(columns: list[str], rows: list[tuple]) -> str:
@@ -282,7 +276,7 @@ def build_raw_asset(table: RawTable) -> AssetsDefinition:
         fingerprint = data_source.fingerprint(table.file_name)
         with duckdb.get_connection() as conn:
             rows = load_csv(conn, table, path, allow_empty=config.allow_empty)
-            schema = _column_schema(conn, table)
+            schema = column_schemas(conn, [table.name])[table.name]
             checks = [_id_check(conn, table)]
             if table.accepted_values:
                 checks.append(_accepted_values_check(conn, table))

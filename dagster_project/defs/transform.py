@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, Output, TableColumn, TableSchema
+from dagster import AssetExecutionContext, Output
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from packaging import version
 
@@ -15,6 +15,7 @@ from dagster_project.dbt_project import dbt_vars, jaffle_shop_project
 from dagster_project.warehouse import (
     DUCKDB_POOL,
     WarehouseResource,
+    column_schemas,
     sql_identifier,
     sql_string_list,
 )
@@ -45,25 +46,20 @@ class JaffleTranslator(DagsterDbtTranslator):
 
 def _model_name(event: object) -> str | None:
     if isinstance(event, Output):
-        unique_id = str(event.metadata.get("unique_id", "").value if "unique_id" in event.metadata else "")
-        if unique_id.startswith("model."):
-            return unique_id.rsplit(".", 1)[-1]
+        unique_id = event.metadata.get("unique_id")
+        if unique_id is not None and unique_id.value.startswith("model."):
+            return unique_id.value.rsplit(".", 1)[-1]
     return None
 
 
 def _table_metadata(duckdb: WarehouseResource, models: list[str]) -> dict[str, dict[str, Any]]:
     with duckdb.get_connection(read_only=True) as conn:
-        names = sql_string_list(models)
-        columns = conn.execute(
-            "select table_name, column_name, data_type from information_schema.columns "
-            f"where table_schema = current_schema() and list_contains({names}, table_name) "
-            "order by table_name, ordinal_position"
-        ).fetchall()
+        schemas = column_schemas(conn, models)
         tables = [
             name
             for (name,) in conn.execute(
-                "select table_name from duckdb_tables() "
-                f"where schema_name = current_schema() and list_contains({names}, table_name)"
+                "select table_name from duckdb_tables() where schema_name = current_schema() "
+                f"and list_contains({sql_string_list(models)}, table_name)"
             ).fetchall()
         ]
         # Views are skipped: counting them would run their query again.
@@ -71,14 +67,13 @@ def _table_metadata(duckdb: WarehouseResource, models: list[str]) -> dict[str, d
             name: conn.execute(f"select count(*) from {sql_identifier(name)}").fetchone()[0]
             for name in tables
         }
-    metadata: dict[str, dict[str, Any]] = {name: {} for name in models}
-    for name in models:
-        schema = [TableColumn(column, data_type) for table, column, data_type in columns if table == name]
-        if schema:
-            metadata[name]["dagster/column_schema"] = TableSchema(columns=schema)
-        if name in counts:
-            metadata[name]["dagster/row_count"] = counts[name]
-    return metadata
+    return {
+        name: {
+            **({"dagster/column_schema": schemas[name]} if name in schemas else {}),
+            **({"dagster/row_count": counts[name]} if name in counts else {}),
+        }
+        for name in models
+    }
 
 
 def with_table_metadata(events: Iterator[Any], duckdb: WarehouseResource) -> Iterator[Any]:
