@@ -13,13 +13,19 @@ export PATH := $(BIN):$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: run test materialize chart bench setup browser clean
+.PHONY: run test lint materialize chart bench setup browser clean
 
 run: setup
 	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} dagster dev --host 127.0.0.1 --port 3000
 
 test: setup browser
 	pytest
+
+# ruff for the Python, sqlfluff (jinja templater, DuckDB dialect) for the dbt models.
+lint: $(VENV)/.synced
+	ruff check .
+	ruff format --check .
+	cd jaffle_shop && sqlfluff lint models
 
 materialize: setup
 	python -m dagster_project.materialize

@@ -14,9 +14,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=bench.__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=positive_int, required=True, help="1 is the sample size: 100 customers")
-    parser.add_argument("--pairs", type=positive_int, default=3, help="alternating Dagster/bare pairs (default: 3)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md", help="markdown to update")
+    parser.add_argument(
+        "--scale", type=positive_int, required=True, help="1 is the sample size: 100 customers"
+    )
+    parser.add_argument(
+        "--pairs", type=positive_int, default=3, help="alternating Dagster/bare pairs (default: 3)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md", help="markdown to update"
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,

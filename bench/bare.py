@@ -22,7 +22,9 @@ RAW_TABLES = ("raw_customers", "raw_orders", "raw_payments")
 def load_raw_tables(data_dir: Path, database: Path) -> None:
     with duckdb.connect(str(database)) as con:
         for table in RAW_TABLES:
-            con.execute(f"create table {table} as select * from read_csv(?)", [str(data_dir / f"{table}.csv")])
+            con.execute(
+                f"create table {table} as select * from read_csv(?)", [str(data_dir / f"{table}.csv")]
+            )
 
 
 def dbt_build(database: Path, target_path: Path) -> int:
@@ -32,11 +34,16 @@ def dbt_build(database: Path, target_path: Path) -> int:
         [
             str(Path(sys.executable).with_name("dbt")),
             "build",
-            "--project-dir", str(REPO_ROOT / "jaffle_shop"),
-            "--profiles-dir", str(REPO_ROOT),
-            "--target-path", str(target_path),
-            "--log-path", str(target_path),
-            "--vars", json.dumps({"duckdb_database": str(database.resolve())}),
+            "--project-dir",
+            str(REPO_ROOT / "jaffle_shop"),
+            "--profiles-dir",
+            str(REPO_ROOT),
+            "--target-path",
+            str(target_path),
+            "--log-path",
+            str(target_path),
+            "--vars",
+            json.dumps({"duckdb_database": str(database.resolve())}),
         ]
     ).returncode
 

@@ -15,7 +15,9 @@ from bench.measure import Measurement, measure
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Loading the code as a code server does: every asset, job, schedule, sensor and resource.
-LOAD_DEFINITIONS = "import dagster, dagster_project.definitions as d; dagster.Definitions.validate_loadable(d.defs)"
+LOAD_DEFINITIONS = (
+    "import dagster, dagster_project.definitions as d; dagster.Definitions.validate_loadable(d.defs)"
+)
 # The floor under that: the libraries alone.
 IMPORT_LIBRARIES = "import dagster, dagster_dbt, dagster_duckdb"
 
@@ -46,10 +48,15 @@ def bare(data_dir: Path, log: Path) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="jaffle-bench-") as work:
         work = Path(work)
         command = [
-            sys.executable, "-m", "bench.bare",
-            "--data", str(data_dir.resolve()),
-            "--database", str(work / "jaffle.duckdb"),
-            "--dbt-target-path", str(work / "dbt"),
+            sys.executable,
+            "-m",
+            "bench.bare",
+            "--data",
+            str(data_dir.resolve()),
+            "--database",
+            str(work / "jaffle.duckdb"),
+            "--dbt-target-path",
+            str(work / "dbt"),
         ]
         return measure(command, project_env(), REPO_ROOT, log)
 

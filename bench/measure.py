@@ -1,5 +1,6 @@
 """Wall time and peak memory of a command together with every process it starts."""
 
+import contextlib
 import subprocess
 import threading
 import time
@@ -63,8 +64,7 @@ def tree_rss(process: psutil.Process) -> int:
         return 0
     total = 0
     for member in members:
-        try:
+        # A member that exited between the listing and the reading holds no memory any more.
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass  # It exited between the listing and the reading: it holds no memory any more.
     return total

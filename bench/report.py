@@ -6,7 +6,7 @@ the tables survives a rerun.
 
 import json
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from statistics import median
@@ -22,7 +22,7 @@ PACKAGES = ("dagster", "dagster-dbt", "dbt-core", "duckdb")
 def environment() -> dict:
     """The machine, the versions and the date, recorded with every measurement."""
     return {
-        "date": datetime.now(timezone.utc).date().isoformat(),
+        "date": datetime.now(UTC).date().isoformat(),
         "machine": {"cores": psutil.cpu_count(), "ram_bytes": psutil.virtual_memory().total},
         "versions": {"python": platform.python_version(), **{name: version(name) for name in PACKAGES}},
     }

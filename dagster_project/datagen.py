@@ -18,15 +18,85 @@ import duckdb
 CUSTOMERS, ORDERS, PAYMENTS = 100, 99, 113
 
 FIRST_NAMES = [
-    "Aaron", "Adam", "Alan", "Amanda", "Amy", "Andrea", "Anna", "Anne", "Arthur", "Barbara",
-    "Benjamin", "Billy", "Brenda", "Christina", "David", "Dennis", "Diana", "Edward",
-    "Elizabeth", "Frances", "Frank", "Fred", "Gerald", "Gloria", "Gregory", "Harold", "Harry",
-    "Helen", "Henry", "Howard", "Jack", "Jacqueline", "Jane", "Janet", "Jason", "Jean",
-    "Jennifer", "Jesse", "Jimmy", "Johnny", "Joshua", "Judy", "Katherine", "Kathleen",
-    "Kathryn", "Kelly", "Kimberly", "Laura", "Lillian", "Lisa", "Louise", "Margaret", "Maria",
-    "Marie", "Martin", "Mary", "Michael", "Mildred", "Nicholas", "Nicole", "Norma", "Paul",
-    "Phillip", "Rose", "Sara", "Sarah", "Scott", "Sean", "Shawn", "Shirley", "Steve",
-    "Teresa", "Theresa", "Thomas", "Timothy", "Todd", "Victor", "Virginia", "Willie",
+    "Aaron",
+    "Adam",
+    "Alan",
+    "Amanda",
+    "Amy",
+    "Andrea",
+    "Anna",
+    "Anne",
+    "Arthur",
+    "Barbara",
+    "Benjamin",
+    "Billy",
+    "Brenda",
+    "Christina",
+    "David",
+    "Dennis",
+    "Diana",
+    "Edward",
+    "Elizabeth",
+    "Frances",
+    "Frank",
+    "Fred",
+    "Gerald",
+    "Gloria",
+    "Gregory",
+    "Harold",
+    "Harry",
+    "Helen",
+    "Henry",
+    "Howard",
+    "Jack",
+    "Jacqueline",
+    "Jane",
+    "Janet",
+    "Jason",
+    "Jean",
+    "Jennifer",
+    "Jesse",
+    "Jimmy",
+    "Johnny",
+    "Joshua",
+    "Judy",
+    "Katherine",
+    "Kathleen",
+    "Kathryn",
+    "Kelly",
+    "Kimberly",
+    "Laura",
+    "Lillian",
+    "Lisa",
+    "Louise",
+    "Margaret",
+    "Maria",
+    "Marie",
+    "Martin",
+    "Mary",
+    "Michael",
+    "Mildred",
+    "Nicholas",
+    "Nicole",
+    "Norma",
+    "Paul",
+    "Phillip",
+    "Rose",
+    "Sara",
+    "Sarah",
+    "Scott",
+    "Sean",
+    "Shawn",
+    "Shirley",
+    "Steve",
+    "Teresa",
+    "Theresa",
+    "Thomas",
+    "Timothy",
+    "Todd",
+    "Victor",
+    "Virginia",
+    "Willie",
 ]
 
 RAW_CUSTOMERS = """
@@ -111,8 +181,12 @@ def generate(scale: int, out: Path, seed: int = 0) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dagster_project.datagen", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=positive_int, required=True, help="1 is the sample size: 100 customers")
+    parser = argparse.ArgumentParser(
+        prog="python -m dagster_project.datagen", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--scale", type=positive_int, required=True, help="1 is the sample size: 100 customers"
+    )
     parser.add_argument("--out", type=Path, required=True, help="directory for the three CSV files")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
     args = parser.parse_args(argv)

@@ -23,9 +23,7 @@ def _process_is_alive(pid: int) -> bool:
 
 
 def _run_process_id(instance: DagsterInstance, run_id: str) -> int | None:
-    started = instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.RUN_START, limit=1
-    ).records
+    started = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1).records
     return started[0].event_log_entry.dagster_event.pid if started else None
 
 
@@ -57,9 +55,7 @@ def release_slots_of_dead_runs(instance: DagsterInstance) -> list[str]:
     if not storage.supports_global_concurrency_limits:
         return []
     info = storage.get_concurrency_info(DUCKDB_POOL)
-    holders = {slot.run_id for slot in info.claimed_slots} | {
-        step.run_id for step in info.pending_steps
-    }
+    holders = {slot.run_id for slot in info.claimed_slots} | {step.run_id for step in info.pending_steps}
     released = sorted(run_id for run_id in holders if _is_abandoned(instance, run_id))
     for run_id in released:
         storage.free_concurrency_slots_for_run(run_id)

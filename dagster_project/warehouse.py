@@ -68,9 +68,7 @@ def is_lock_error(error: BaseException) -> bool:
 
 def lock_message(database: str, error: BaseException, waited: float) -> str:
     holder = _HOLDER.search(str(error))
-    who = (
-        f"{holder['program']} (PID {holder['pid']})" if holder else "another process"
-    )
+    who = f"{holder['program']} (PID {holder['pid']})" if holder else "another process"
     return (
         f"The DuckDB file {database} is locked by {who}; gave up after {waited:.0f} s. "
         "DuckDB allows one writer at a time. Close that program (a DuckDB CLI, a notebook, "
@@ -108,9 +106,7 @@ class WarehouseResource(DuckDBResource):
         delay = 0.1
         while True:
             try:
-                return duckdb.connect(
-                    self.database, read_only=read_only, config=dict(self.connection_config)
-                )
+                return duckdb.connect(self.database, read_only=read_only, config=dict(self.connection_config))
             except duckdb.IOException as error:
                 waited = time.monotonic() - started
                 if not is_lock_error(error):

@@ -4,6 +4,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
@@ -111,7 +112,10 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullRun]:
 class UIGraphQL:
     """Queries the webserver's GraphQL API (what the UI shows) for the project's code location."""
 
-    repository = {"repositoryLocationName": "jaffle_dagster", "repositoryName": "__repository__"}
+    repository: ClassVar[dict[str, str]] = {
+        "repositoryLocationName": "jaffle_dagster",
+        "repositoryName": "__repository__",
+    }
 
     def __init__(self, context) -> None:
         self._context = context

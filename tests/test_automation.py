@@ -1,7 +1,7 @@
 """The daily schedule and the raw-files sensor, evaluated with a mock data source."""
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from dagster import (
@@ -90,7 +90,7 @@ def test_the_sensor_runs_the_raw_assets_and_everything_downstream(project_env):
 
 def test_the_schedule_runs_the_job_daily_at_six_utc(project_env):
     context = build_schedule_context(
-        scheduled_execution_time=datetime(2025, 3, 1, 6, tzinfo=timezone.utc),
+        scheduled_execution_time=datetime(2025, 3, 1, 6, tzinfo=UTC),
         resources={"data_source": LocalDataSource(directory=str(project_env.data_dir))},
     )
     result = daily_jaffle_shop_schedule.evaluate_tick(context)

@@ -16,9 +16,7 @@ from dagster_project.warehouse import sql_string
 from tests.conftest import make_project_env
 
 RAW_ASSETS = {asset.key.to_user_string(): asset for asset in raw_assets}
-REFERENCE_CHECKS = {
-    next(iter(check.check_keys)).name: check for check in raw_reference_checks
-}
+REFERENCE_CHECKS = {next(iter(check.check_keys)).name: check for check in raw_reference_checks}
 ORDERS_HEADER = "id,user_id,order_date,status\n"
 PAYMENTS_HEADER = "id,order_id,payment_method,amount\n"
 
@@ -113,8 +111,7 @@ def test_an_order_of_an_unknown_customer_fails_the_reference_check(project_env):
     assert not check.passed
     assert check.metadata["failing_rows"].value == 1
     assert check.description == (
-        "1 row(s) of raw_orders have a user_id that is not an id in raw_customers: "
-        "user_id 999 (1 row)."
+        "1 row(s) of raw_orders have a user_id that is not an id in raw_customers: user_id 999 (1 row)."
     )
 
 
@@ -206,9 +203,7 @@ def test_a_bad_order_status_stops_the_chart(good_run):
 def test_an_order_of_an_unknown_customer_stops_the_chart(good_run):
     sample = (good_run[0].data_dir / "raw_orders.csv").read_text(encoding="utf-8")
     result = run_with_file(good_run, "raw_orders.csv", sample + "100,999,2018-04-10,placed\n")
-    assert_nothing_downstream_ran(
-        good_run, result, "raw_orders_user_id_exists_in_raw_customers"
-    )
+    assert_nothing_downstream_ran(good_run, result, "raw_orders_user_id_exists_in_raw_customers")
     (failed,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed.check_name == "user_id_exists_in_raw_customers"
     assert failed.description.endswith(": user_id 999 (1 row).")
@@ -219,8 +214,7 @@ def test_a_failing_dbt_test_stops_the_marts_and_the_chart(good_run):
     # tests stand between it and the chart.
     env, instance, good_run_id, chart, chart_bytes = good_run
     dbt_and_chart = [
-        AssetKey(name)
-        for name in ("stg_customers", "stg_orders", "stg_payments", "customers", "orders")
+        AssetKey(name) for name in ("stg_customers", "stg_orders", "stg_payments", "customers", "orders")
     ] + [AssetKey("order_count_chart")]
     with env.warehouse().get_connection() as conn:
         (original,) = conn.execute("select status from raw_orders where id = 2").fetchone()
@@ -235,7 +229,10 @@ def test_a_failing_dbt_test_stops_the_marts_and_the_chart(good_run):
     assert result.get_failed_step_keys() == {"jaffle_shop_dbt_assets"}
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [
-        ("stg_orders", "accepted_values_stg_orders_status__placed__shipped__completed__return_pending__returned")
+        (
+            "stg_orders",
+            "accepted_values_stg_orders_status__placed__shipped__completed__return_pending__returned",
+        )
     ]
     started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
     assert "order_count_chart" not in started

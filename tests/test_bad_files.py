@@ -103,8 +103,7 @@ def test_an_extra_column_loads_and_is_dropped(tmp_path, warehouse):
         (
             "raw_customers",
             b"id,first_name,last_name\n1,Ann,B.\nabc,Bob,C.\n",
-            "line 3: column 1 (id) holds 'abc', which is not a valid INTEGER. "
-            "The line reads: 'abc,Bob,C.'.",
+            "line 3: column 1 (id) holds 'abc', which is not a valid INTEGER. The line reads: 'abc,Bob,C.'.",
         ),
         (
             "raw_payments",
@@ -121,9 +120,7 @@ def test_an_extra_column_loads_and_is_dropped(tmp_path, warehouse):
     ],
     ids=["id", "amount", "date"],
 )
-def test_a_value_of_the_wrong_type_is_shown_with_its_line_and_column(
-    tmp_path, warehouse, table, data, where
-):
+def test_a_value_of_the_wrong_type_is_shown_with_its_line_and_column(tmp_path, warehouse, table, data, where):
     path = write(tmp_path, f"{table}.csv", data)
     assert f"{path}, {where}" in refused(warehouse, table, path)
 

@@ -14,8 +14,20 @@ from bench import report
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 RESULT_COLUMNS = [
-    "Scale", "Customers", "Orders", "Payments", "CSV", "Dagster", "bare", "time ratio",
-    "Dagster peak", "bare peak", "memory ratio", "Chart", "Load code", "Import libraries",
+    "Scale",
+    "Customers",
+    "Orders",
+    "Payments",
+    "CSV",
+    "Dagster",
+    "bare",
+    "time ratio",
+    "Dagster peak",
+    "bare peak",
+    "memory ratio",
+    "Chart",
+    "Load code",
+    "Import libraries",
 ]
 
 
@@ -48,7 +60,19 @@ def test_a_benchmark_at_scale_one_writes_a_row_of_positive_measurements(tmp_path
     out = tmp_path / "docs" / "benchmarks.md"
 
     subprocess.run(
-        [sys.executable, "-m", "bench", "--scale", "1", "--pairs", "1", "--out", str(out), "--data-dir", str(tmp_path / "data")],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--scale",
+            "1",
+            "--pairs",
+            "1",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
         cwd=REPO_ROOT,
         check=True,
     )
@@ -56,7 +80,7 @@ def test_a_benchmark_at_scale_one_writes_a_row_of_positive_measurements(tmp_path
     header, *rows = results_table(out.read_text())
     assert header == RESULT_COLUMNS
     assert len(rows) == 1
-    measured = dict(zip(header, rows[0]))
+    measured = dict(zip(header, rows[0], strict=False))
     assert measured["Scale"] == "1"
     assert (measured["Customers"], measured["Orders"], measured["Payments"]) == ("100", "99", "113")
     for column in RESULT_COLUMNS[4:]:
@@ -83,7 +107,9 @@ def test_rows_are_sorted_by_scale_and_a_rerun_replaces_only_its_own_row(tmp_path
 def test_the_section_is_rewritten_in_place_and_the_prose_around_it_is_kept(tmp_path):
     out = tmp_path / "benchmarks.md"
     report.write_section(out, {"1": record(1)})
-    out.write_text("# Benchmarks\n\nWritten by hand.\n\n" + out.read_text().split("\n\n", 1)[1] + "\nAlso by hand.\n")
+    out.write_text(
+        "# Benchmarks\n\nWritten by hand.\n\n" + out.read_text().split("\n\n", 1)[1] + "\nAlso by hand.\n"
+    )
 
     report.write_section(out, {"1": record(1), "10": record(10)})
 
@@ -100,6 +126,10 @@ def test_ratios_are_dagster_over_bare_medians(tmp_path):
     report.write_section(out, {"1": record(1)})
 
     header, row = results_table(out.read_text())
-    measured = dict(zip(header, row))
+    measured = dict(zip(header, row, strict=False))
     assert (measured["Dagster"], measured["bare"], measured["time ratio"]) == ("21.0 s", "10.0 s", "2.10")
-    assert (measured["Dagster peak"], measured["bare peak"], measured["memory ratio"]) == ("500.0 MiB", "250.0 MiB", "2.00")
+    assert (measured["Dagster peak"], measured["bare peak"], measured["memory ratio"]) == (
+        "500.0 MiB",
+        "250.0 MiB",
+        "2.00",
+    )

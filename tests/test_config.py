@@ -41,10 +41,15 @@ def test_invalid_run_config_is_refused_naming_the_field(project_env, instance, r
 def test_the_cli_refuses_invalid_config_naming_the_field(project_env):
     result = subprocess.run(
         [
-            "dagster", "asset", "materialize",
-            "-m", "dagster_project.definitions",
-            "--select", "raw_customers",
-            "--config-json", '{"ops": {"raw_customers": {"config": {"allow_empty": "yes"}}}}',
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "dagster_project.definitions",
+            "--select",
+            "raw_customers",
+            "--config-json",
+            '{"ops": {"raw_customers": {"config": {"allow_empty": "yes"}}}}',
         ],
         cwd=REPO_ROOT,
         env={
@@ -88,6 +93,6 @@ def test_the_launchpad_refuses_invalid_config_naming_the_field(ui_graphql):
     invalid = check(raw_customers_config(allow_empty="yes"))
     assert invalid["__typename"] == "RunConfigValidationInvalid"
     assert [error["message"] for error in invalid["errors"]] == [
-        'Invalid scalar at path root:ops:raw_customers:config:allow_empty. '
+        "Invalid scalar at path root:ops:raw_customers:config:allow_empty. "
         'Value "yes" of type "<class \'str\'>" is not valid for expected type "Bool".'
     ]

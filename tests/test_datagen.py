@@ -77,7 +77,9 @@ def test_every_status_and_payment_method_appears_in_the_default_sample_sized_dat
     con = load(tmp_path)
 
     assert {s for (s,) in con.sql("select distinct status from raw_orders").fetchall()} == STATUSES
-    assert {m for (m,) in con.sql("select distinct payment_method from raw_payments").fetchall()} == PAYMENT_METHODS
+    assert {
+        m for (m,) in con.sql("select distinct payment_method from raw_payments").fetchall()
+    } == PAYMENT_METHODS
 
 
 def test_customers_order_zero_to_five_or_more_times_and_about_a_third_never_order(tmp_path):
@@ -86,14 +88,18 @@ def test_customers_order_zero_to_five_or_more_times_and_about_a_third_never_orde
         "select count(o.id) as orders from raw_customers c left join raw_orders o on o.user_id = c.id group by c.id"
     )
 
-    never, five_or_more = orders_per_customer.aggregate("avg((orders = 0)::int), sum((orders >= 5)::int)").fetchone()
+    never, five_or_more = orders_per_customer.aggregate(
+        "avg((orders = 0)::int), sum((orders >= 5)::int)"
+    ).fetchone()
     assert 0.28 < never < 0.40
     assert five_or_more > 0
 
 
 def test_some_orders_are_paid_in_several_payments(tmp_path):
     generate(1, tmp_path)
-    several = load(tmp_path).sql("select count(*) from (select order_id from raw_payments group by 1 having count(*) > 1)")
+    several = load(tmp_path).sql(
+        "select count(*) from (select order_id from raw_payments group by 1 having count(*) > 1)"
+    )
 
     assert several.fetchone()[0] > 0
 
@@ -111,8 +117,18 @@ def test_ids_are_unique_and_every_reference_points_at_an_existing_row(tmp_path):
 
     for table in ("raw_customers", "raw_orders", "raw_payments"):
         assert con.sql(f"select count(*) = count(distinct id) from {table}").fetchone()[0], table
-    assert con.sql("select count(*) from raw_orders where user_id not in (select id from raw_customers)").fetchone()[0] == 0
-    assert con.sql("select count(*) from raw_payments where order_id not in (select id from raw_orders)").fetchone()[0] == 0
+    assert (
+        con.sql(
+            "select count(*) from raw_orders where user_id not in (select id from raw_customers)"
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        con.sql(
+            "select count(*) from raw_payments where order_id not in (select id from raw_orders)"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_a_scale_below_one_is_refused_with_a_message(tmp_path, capsys):
@@ -135,7 +151,10 @@ def test_an_out_path_that_is_a_file_is_refused_with_a_message(tmp_path, capsys):
 def test_the_command_line_writes_the_files_and_says_how_many_rows(tmp_path, capsys):
     main(["--scale", "1", "--out", str(tmp_path / "data")])
 
-    assert capsys.readouterr().out == f"100 raw_customers, 99 raw_orders, 113 raw_payments in {tmp_path / 'data'}\n"
+    assert (
+        capsys.readouterr().out
+        == f"100 raw_customers, 99 raw_orders, 113 raw_payments in {tmp_path / 'data'}\n"
+    )
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
         "raw_customers.csv",
         "raw_orders.csv",

@@ -22,9 +22,7 @@ def load_sample(env) -> None:
 
 
 def raw_counts(env) -> list[tuple[str, int]]:
-    return [
-        (table, env.query(f"select count(*) from {table}")[0][0]) for table, _ in SAMPLE_COUNTS
-    ]
+    return [(table, env.query(f"select count(*) from {table}")[0][0]) for table, _ in SAMPLE_COUNTS]
 
 
 def write_big_customers(path) -> None:
@@ -63,9 +61,7 @@ def test_a_run_killed_during_a_load_keeps_the_tables_and_the_next_run_succeeds(p
     assert "had died mid-way; released its hold on the DuckDB pool." in next_log.read_text()
     assert raw_counts(project_env) == SAMPLE_COUNTS
     with DagsterInstance.from_config(str(project_env.dagster_home)) as instance:
-        killed, succeeded = sorted(
-            instance.get_run_records(), key=lambda record: record.create_timestamp
-        )
+        killed, succeeded = sorted(instance.get_run_records(), key=lambda record: record.create_timestamp)
         assert killed.dagster_run.status == DagsterRunStatus.FAILURE
         assert succeeded.dagster_run.status == DagsterRunStatus.SUCCESS
 
@@ -88,7 +84,7 @@ def test_terminating_a_run_while_dbt_runs_stops_dbt_and_frees_the_pool(project_e
         assert run.wait(timeout=WAIT_TIMEOUT) == 1
     finally:
         run.kill()
-    gone, alive = psutil.wait_procs([dbt], timeout=WAIT_TIMEOUT)
+    _gone, alive = psutil.wait_procs([dbt], timeout=WAIT_TIMEOUT)
     assert alive == [], f"dbt (PID {dbt.pid}) outlived its run"
     assert "jaffle_shop_dbt_assets failed" in log.read_text()
 

@@ -12,8 +12,8 @@ from dagster import DagsterEventType, build_asset_check_context, build_asset_con
 from dagster_project import warehouse
 from dagster_project.data_source import LocalDataSource
 from dagster_project.defs.ingest import RawLoadConfig, raw_assets, raw_reference_checks
-from tests.conftest import load_sample_tables
 from dagster_project.warehouse import DuckDBLockedError, WarehouseResource
+from tests.conftest import load_sample_tables
 
 HOLDER = """
 import sys, duckdb
@@ -72,8 +72,7 @@ def test_a_held_file_fails_the_raw_asset_naming_the_lock_the_holder_and_what_to_
 
 def test_readers_open_the_file_read_only_beside_another_reader(loaded):
     (check,) = [
-        c for c in raw_reference_checks
-        if next(iter(c.check_keys)).name == "user_id_exists_in_raw_customers"
+        c for c in raw_reference_checks if next(iter(c.check_keys)).name == "user_id_exists_in_raw_customers"
     ]
     with held(loaded.database, "read_only"):
         result = check(build_asset_check_context(), duckdb=loaded.warehouse())
@@ -83,9 +82,7 @@ def test_readers_open_the_file_read_only_beside_another_reader(loaded):
             run_raw_customers(loaded, lock_timeout=0.5)
 
 
-def test_a_run_on_a_held_file_fails_after_one_wait_with_the_holder_in_every_step(
-    loaded, instance
-):
+def test_a_run_on_a_held_file_fails_after_one_wait_with_the_holder_in_every_step(loaded, instance):
     # A short wait keeps the test quick; the default is checked with a fake clock below.
     config = {"database": str(loaded.database), "lock_timeout": 2}
     run_config = {"resources": {"duckdb": {"config": config}}}
@@ -147,21 +144,18 @@ def test_by_default_a_lock_is_retried_with_jittered_backoff_and_given_up_within_
 ):
     calls = failing_connect(monkeypatch, LOCK_ERROR)
     resource = WarehouseResource(database=str(tmp_path / "jaffle.duckdb"))
-    with pytest.raises(DuckDBLockedError) as caught:
-        with resource.get_connection():
-            pass
+    with pytest.raises(DuckDBLockedError) as caught, resource.get_connection():
+        pass
     assert clock.now <= resource.lock_timeout < 30
     assert "locked by /usr/local/bin/duckdb (PID 4242)" in str(caught.value)
     assert len(calls) == len(clock.sleeps) + 1 > 5
     # Each wait is drawn between 0 and a ceiling that doubles from 0.1 s up to 5 s.
     ceilings = [min(0.1 * 2**attempt, 5.0) for attempt in range(len(clock.sleeps))]
-    assert all(0 <= slept <= ceiling for slept, ceiling in zip(clock.sleeps, ceilings))
+    assert all(0 <= slept <= ceiling for slept, ceiling in zip(clock.sleeps, ceilings, strict=False))
     assert len(set(clock.sleeps)) == len(clock.sleeps), "waits must be jittered"
 
 
-def test_once_a_step_has_given_up_later_steps_of_the_run_fail_at_once(
-    monkeypatch, clock, tmp_path
-):
+def test_once_a_step_has_given_up_later_steps_of_the_run_fail_at_once(monkeypatch, clock, tmp_path):
     calls = failing_connect(monkeypatch, LOCK_ERROR)
     resource = WarehouseResource(database=str(tmp_path / "jaffle.duckdb"), lock_timeout=3)
     with pytest.raises(DuckDBLockedError), resource.get_connection():
@@ -175,8 +169,8 @@ def test_once_a_step_has_given_up_later_steps_of_the_run_fail_at_once(
 def test_an_error_other_than_a_lock_is_raised_at_once_without_retrying(monkeypatch, clock, tmp_path):
     error = duckdb.IOException('IO Error: Cannot open file "/data/jaffle.duckdb": Permission denied')
     calls = failing_connect(monkeypatch, error)
-    with pytest.raises(duckdb.IOException, match="Permission denied"):
-        with WarehouseResource(database=str(tmp_path / "jaffle.duckdb")).get_connection():
-            pass
+    warehouse = WarehouseResource(database=str(tmp_path / "jaffle.duckdb"))
+    with pytest.raises(duckdb.IOException, match="Permission denied"), warehouse.get_connection():
+        pass
     assert len(calls) == 1
     assert clock.sleeps == []

@@ -13,8 +13,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_every_asset_is_materialized(sample_run):
     assert sample_run.result.success
     materialized = {
-        event.asset_key.to_user_string()
-        for event in sample_run.result.get_asset_materialization_events()
+        event.asset_key.to_user_string() for event in sample_run.result.get_asset_materialization_events()
     }
     assert materialized == {
         "raw_customers",
@@ -73,10 +72,17 @@ def test_a_known_customer_has_the_classic_values(sample_run):
 
 def test_every_dbt_test_ran_as_a_passing_asset_check(sample_run):
     evaluations = sample_run.result.get_asset_check_evaluations()
-    dbt_checks = {e.check_name for e in evaluations if e.asset_key.to_user_string() in
-                  {"stg_customers", "stg_orders", "stg_payments", "customers", "orders"}}
+    dbt_checks = {
+        e.check_name
+        for e in evaluations
+        if e.asset_key.to_user_string()
+        in {"stg_customers", "stg_orders", "stg_payments", "customers", "orders"}
+    }
     assert len(dbt_checks) == 20
-    assert {"unique_customers_customer_id", "relationships_orders_customer_id__customer_id__ref_customers_"} <= dbt_checks
+    assert {
+        "unique_customers_customer_id",
+        "relationships_orders_customer_id__customer_id__ref_customers_",
+    } <= dbt_checks
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
 
 

@@ -3,7 +3,7 @@
 import re
 import sys
 import webbrowser
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from dagster import AssetMaterialization, MetadataValue, build_asset_context
@@ -18,7 +18,7 @@ from dagster_project.defs.report import (
 )
 
 HISTOGRAM = [(0, 38), (1, 33), (2, 23), (3, 5), (5, 1)]
-GENERATED_AT = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+GENERATED_AT = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 RUN_ID = "5937c431-4152-4f16-bd0f-5ea8754a1c93"
 
 
@@ -86,9 +86,7 @@ def customers(project_env):
 
 
 def materialize_chart(env, **config):
-    return order_count_chart(
-        build_asset_context(), config=ChartConfig(**config), duckdb=env.warehouse()
-    )
+    return order_count_chart(build_asset_context(), config=ChartConfig(**config), duckdb=env.warehouse())
 
 
 def test_the_chart_asset_reports_its_path_and_the_counts(customers):
@@ -100,16 +98,12 @@ def test_the_chart_asset_reports_its_path_and_the_counts(customers):
     assert "4 customers" in path.read_text()
 
 
-def test_the_chart_asset_never_opens_a_browser_without_a_display(
-    customers, headless, browser_calls
-):
+def test_the_chart_asset_never_opens_a_browser_without_a_display(customers, headless, browser_calls):
     materialize_chart(customers, open_browser=True)
     assert browser_calls == []
 
 
-def test_the_chart_asset_opens_the_chart_where_there_is_a_display(
-    customers, with_display, browser_calls
-):
+def test_the_chart_asset_opens_the_chart_where_there_is_a_display(customers, with_display, browser_calls):
     materialize_chart(customers, open_browser=True)
     assert browser_calls == [(customers.chart_dir / CHART_FILE_NAME).as_uri()]
 

@@ -72,9 +72,9 @@ def test_setup_accepts_an_existing_folder_and_resolves_it(project_env):
 
 
 def test_build_resources_runs_setup_and_fails_a_run_before_any_asset(tmp_path):
-    with pytest.raises(DagsterResourceFunctionError) as error:
-        with build_resources({"data_source": LocalDataSource(directory=str(tmp_path / "gone"))}):
-            pass
+    gone = LocalDataSource(directory=str(tmp_path / "gone"))
+    with pytest.raises(DagsterResourceFunctionError) as error, build_resources({"data_source": gone}):
+        pass
     assert "JAFFLE_DATA_DIR" in str(error.value.__cause__)
 
 

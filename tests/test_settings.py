@@ -33,7 +33,7 @@ def test_the_test_environment_uses_temporary_files():
 
 
 def test_an_unknown_environment_is_refused_with_the_choices():
-    with pytest.raises(SettingsError, match="JAFFLE_ENV='staging'.*dev, test, prod"):
+    with pytest.raises(SettingsError, match=r"JAFFLE_ENV='staging'.*dev, test, prod"):
         load_settings({"JAFFLE_ENV": "staging"})
 
 
@@ -45,7 +45,7 @@ def test_prod_without_a_setting_fails_naming_the_variable(missing):
 
 
 def test_prod_refuses_a_database_that_is_not_on_motherduck():
-    with pytest.raises(SettingsError, match="JAFFLE_PROD_DATABASE='jaffle.duckdb'.*md:"):
+    with pytest.raises(SettingsError, match=r"JAFFLE_PROD_DATABASE='jaffle\.duckdb'.*md:"):
         load_settings({**PROD, "JAFFLE_PROD_DATABASE": "jaffle.duckdb"})
 
 

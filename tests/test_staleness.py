@@ -12,9 +12,15 @@ from dagster._core.loader import LoadingContextForTest
 from dagster_project.defs import ingest
 
 ALL = {
-    "raw_customers", "raw_orders", "raw_payments",
-    "stg_customers", "stg_orders", "stg_payments",
-    "customers", "orders", "order_count_chart",
+    "raw_customers",
+    "raw_orders",
+    "raw_payments",
+    "stg_customers",
+    "stg_orders",
+    "stg_payments",
+    "customers",
+    "orders",
+    "order_count_chart",
 }
 # raw_orders feeds only stg_orders.
 CHILDREN_OF_RAW_ORDERS = {"stg_orders"}

@@ -5,7 +5,6 @@ asked for, writing to the DuckDB file someone is exploring. Turn them on in the 
 (Automation) or with `dagster schedule start` / `dagster sensor start`.
 """
 
-
 import hashlib
 import json
 

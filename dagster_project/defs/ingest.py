@@ -4,7 +4,6 @@ DuckDB reads the file itself with declared column types, so no row passes throug
 the load is a single transaction: a file that fails to parse leaves the previous table as it was.
 """
 
-
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +12,9 @@ import duckdb
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetChecksDefinition,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -93,8 +92,7 @@ def read_header(path: Path, table: RawTable) -> list[str]:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise RawFileError(
-            f"{path}, line 1: the header is not UTF-8 (byte {error.start + 1}). "
-            "Save the file as UTF-8."
+            f"{path}, line 1: the header is not UTF-8 (byte {error.start + 1}). Save the file as UTF-8."
         ) from None
     header = [name.strip() for name in next(csv.reader([text.rstrip("\r\n")]))]
     missing = [name for name in table.columns if name not in header]
@@ -119,9 +117,7 @@ def load_csv(conn: duckdb.DuckDBPyConnection, table: RawTable, path: Path, allow
         ) from None
 
 
-def _replace_table(
-    conn: duckdb.DuckDBPyConnection, table: RawTable, path: Path, allow_empty: bool
-) -> int:
+def _replace_table(conn: duckdb.DuckDBPyConnection, table: RawTable, path: Path, allow_empty: bool) -> int:
     header = read_header(path, table)
     # Extra columns are read as text and dropped: the file may carry more than we use.
     file_columns = ", ".join(
@@ -182,9 +178,7 @@ def _offenders_check(
     offenders = cursor.fetchall()
     failing_rows = sum(row[-1] for row in offenders)
     description = (
-        f"{failing_rows} row(s) of {asset} {problem}: {_examples(columns, offenders)}."
-        if offenders
-        else None
+        f"{failing_rows} row(s) of {asset} {problem}: {_examples(columns, offenders)}." if offenders else None
     )
     return AssetCheckResult(
         asset_key=AssetKey(asset),
@@ -298,9 +292,7 @@ def build_raw_asset(table: RawTable) -> AssetsDefinition:
     return _raw_asset
 
 
-def build_reference_check(
-    asset: str, column: str, parent: str, parent_column: str
-) -> AssetChecksDefinition:
+def build_reference_check(asset: str, column: str, parent: str, parent_column: str) -> AssetChecksDefinition:
     """A blocking check that every ``asset.column`` names an existing ``parent`` row."""
 
     @asset_check(
@@ -311,9 +303,7 @@ def build_reference_check(
         pool=DUCKDB_POOL,
         description=f"Every {column} in {asset} is an {parent_column} in {parent}.",
     )
-    def _reference_check(
-        context: AssetCheckExecutionContext, duckdb: WarehouseResource
-    ) -> AssetCheckResult:
+    def _reference_check(context: AssetCheckExecutionContext, duckdb: WarehouseResource) -> AssetCheckResult:
         with duckdb.get_connection(read_only=True) as conn:
             result = _offenders_check(
                 conn,

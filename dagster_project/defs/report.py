@@ -2,7 +2,7 @@
 
 import html
 import webbrowser
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
@@ -48,9 +48,7 @@ def chart_caption(histogram: list[tuple[int, int]], run_id: str, generated_at: d
     """Row count, run and time: enough to match the page with its run in the UI."""
     customers = sum(count for _, count in histogram)
     # Plotly reads titles as HTML, so anything not ours is escaped before it goes in.
-    return html.escape(
-        f"{customers:,} customers · run {run_id[:8]} · {generated_at:%Y-%m-%d %H:%M:%S} UTC"
-    )
+    return html.escape(f"{customers:,} customers · run {run_id[:8]} · {generated_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def render_chart(histogram: list[tuple[int, int]], run_id: str, generated_at: datetime) -> str:
@@ -111,7 +109,7 @@ def order_count_chart(
 
     path = Path(config.output_dir or settings.chart_dir).resolve() / CHART_FILE_NAME
     run_id = context.op_execution_context.run_id
-    write_atomically(path, render_chart(histogram, run_id, datetime.now(timezone.utc)))
+    write_atomically(path, render_chart(histogram, run_id, datetime.now(UTC)))
     context.log.info(f"Wrote the chart of {customers} customers to {path}")
 
     open_browser = settings.open_chart if config.open_browser is None else config.open_browser

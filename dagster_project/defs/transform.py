@@ -101,9 +101,7 @@ def with_table_metadata(events: Iterator[Any], duckdb: WarehouseResource) -> Ite
     dagster_dbt_translator=JaffleTranslator(),
     pool=DUCKDB_POOL,
 )
-def jaffle_shop_dbt_assets(
-    context: AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource
-):
+def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
     # Opening the file first turns a lock held by another program into our clear, bounded
     # error instead of dbt's, which arrives only after dbt has parsed and connected.
     with duckdb.get_connection():

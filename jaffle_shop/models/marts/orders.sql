@@ -20,7 +20,9 @@ order_payments as (
         order_id,
 
         {% for payment_method in payment_methods -%}
-        sum(case when payment_method = '{{ payment_method }}' then amount else 0 end) as {{ payment_method }}_amount,
+            sum(
+                case when payment_method = '{{ payment_method }}' then amount else 0 end
+            ) as {{ payment_method }}_amount,
         {% endfor -%}
 
         sum(amount) as total_amount
@@ -40,7 +42,7 @@ final as (
         orders.status,
 
         {% for payment_method in payment_methods -%}
-        order_payments.{{ payment_method }}_amount,
+            order_payments.{{ payment_method }}_amount,
         {% endfor -%}
 
         order_payments.total_amount as amount
