@@ -7,7 +7,7 @@ from dagster_project.defs.automation import (
     jaffle_shop_job,
     raw_files_sensor,
 )
-from dagster_project.defs.ingest import raw_assets, raw_reference_checks
+from dagster_project.defs.ingest import raw_tables
 from dagster_project.defs.report import order_count_chart
 from dagster_project.defs.resources import build_resources
 from dagster_project.defs.transform import jaffle_shop_dbt_assets
@@ -17,8 +17,7 @@ from dagster_project.settings import Settings, load_settings
 def build_defs(settings: Settings) -> Definitions:
     """The definitions for one environment; tests build their own with temporary paths."""
     return Definitions(
-        assets=[*raw_assets, jaffle_shop_dbt_assets, order_count_chart],
-        asset_checks=raw_reference_checks,
+        assets=[raw_tables, jaffle_shop_dbt_assets, order_count_chart],
         jobs=[jaffle_shop_job],
         schedules=[daily_jaffle_shop_schedule],
         sensors=[raw_files_sensor],

@@ -9,15 +9,19 @@ person needs to know which program it is.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import duckdb
-from dagster import TableColumn, TableSchema
+from dagster import InitResourceContext, TableColumn, TableSchema
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
@@ -44,11 +48,13 @@ def sql_string_list(values: list[str]) -> str:
     return "[" + ", ".join(sql_string(value) for value in values) + "]"
 
 
-def column_schemas(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, TableSchema]:
-    """The columns and types of each of ``tables`` (tables or views) that exists."""
+def column_schemas(
+    conn: duckdb.DuckDBPyConnection, tables: list[str], schema: str = "main"
+) -> dict[str, TableSchema]:
+    """The columns and types of each of ``tables`` (tables or views) in ``schema`` that exists."""
     rows = conn.execute(
         "select table_name, column_name, data_type from information_schema.columns "
-        "where table_schema = current_schema() "
+        f"where table_catalog = current_database() and table_schema = {sql_string(schema)} "
         f"and list_contains({sql_string_list(tables)}, table_name) "
         "order by table_name, ordinal_position"
     ).fetchall()
@@ -60,6 +66,10 @@ def column_schemas(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[s
 
 class DuckDBLockedError(RuntimeError):
     """Another process holds the DuckDB file."""
+
+
+class RunLeaseTimeoutError(RuntimeError):
+    """Another run kept the warehouse longer than this run would wait."""
 
 
 def is_lock_error(error: BaseException) -> bool:
@@ -87,9 +97,73 @@ class WarehouseResource(DuckDBResource):
         "failing the step. Once a step has given up, later steps of the run fail at once.",
     )
 
-    # The three raw steps do not depend on each other: without this, a held file would cost
-    # one full wait per step before the run failed.
+    run_wait_timeout: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds a run waits for another run to finish with the warehouse before "
+        "failing. Runs launched from the UI queue instead; this covers headless runs.",
+    )
+
+    # Once one step has given up on a held file, later steps fail at once instead of waiting again.
     _gave_up_on_lock: bool = PrivateAttr(default=False)
+    # The run lease: an flock held from this run's first write until the run's resources are
+    # torn down. The operating system drops it when the process dies, whatever killed it.
+    _lease: IO[str] | None = PrivateAttr(default=None)
+    _lease_run_id: str | None = PrivateAttr(default=None)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        self.release_run_lease()
+
+    def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> None:
+        """Keep every other run out of the warehouse until this run ends.
+
+        Write-audit-publish spans steps: between the raw step and the dbt step, the build schema
+        holds this run's unpublished tables, and a second run writing there would mix its data
+        into ours. Runs launched from the UI queue one at a time (the ``duckdb`` pool, run
+        granularity); headless runs (``make materialize``, tests) bypass the queue, so the lease
+        is taken here, by whichever process runs the steps.
+        """
+        if self._lease is not None and self._lease_run_id == run_id:
+            return
+        self.release_run_lease()
+        if not self._is_local_file:
+            return
+        path = Path(f"{self.database}.run-lease")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lease = path.open("a+", encoding="utf-8")
+        started = time.monotonic()
+        waiting_for = None
+        while True:
+            try:
+                fcntl.flock(lease, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _read_holder(path)
+                if holder != waiting_for:
+                    waiting_for = holder
+                    log(f"Waiting for {holder} to finish with the warehouse {self.database}.")
+                if time.monotonic() - started > self.run_wait_timeout:
+                    lease.close()
+                    raise RunLeaseTimeoutError(
+                        f"{holder} has held the warehouse {self.database} for more than "
+                        f"{self.run_wait_timeout:.0f} s, so this run gave up waiting. Wait for that "
+                        "run to end (or terminate it in the UI), then materialize again."
+                    ) from None
+                time.sleep(0.5)
+        lease.seek(0)
+        lease.truncate()
+        lease.write(json.dumps({"run_id": run_id, "pid": os.getpid()}))
+        lease.flush()
+        self._lease, self._lease_run_id = lease, run_id
+
+    def release_run_lease(self) -> None:
+        if self._lease is not None:
+            self._lease.close()  # closing the file drops the flock
+            self._lease, self._lease_run_id = None, None
+
+    @property
+    def _is_local_file(self) -> bool:
+        return self.database != ":memory:" and not self.database.startswith("md:")
 
     @contextmanager
     def get_connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -100,7 +174,7 @@ class WarehouseResource(DuckDBResource):
             conn.close()
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        if not read_only and self.database != ":memory:" and not self.database.startswith("md:"):
+        if not read_only and self._is_local_file:
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         delay = 0.1
@@ -117,3 +191,11 @@ class WarehouseResource(DuckDBResource):
             # Full jitter: two runs released by the same unlock must not retry in step.
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, 5.0)
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        return f"run {holder['run_id']} (PID {holder['pid']})"
+    except (OSError, ValueError, KeyError):
+        return "another run"

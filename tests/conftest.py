@@ -57,12 +57,15 @@ class ProjectEnv:
         return job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
 
 
-def load_sample_tables(conn) -> None:
-    """Load the three bundled sample files, as a good run would have left them."""
-    from dagster_project.defs.ingest import RAW_TABLES, load_csv
+def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
+    """Load and publish the three raw files, as a good run of the raw assets would leave them."""
+    from dagster_project import publish
+    from dagster_project.raw_load import RAW_TABLES, load_csv
 
     for table in RAW_TABLES:
-        load_csv(conn, table, SAMPLE_DATA_DIR / table.file_name, allow_empty=False)
+        load_csv(conn, table, data_dir / table.file_name, allow_empty=False)
+        publish.stage(conn, "tests", [publish.Built(table.name)])
+    publish.publish(conn, "tests")
 
 
 def make_project_env(root: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> ProjectEnv:
@@ -140,3 +143,32 @@ def ui_graphql(instance: DagsterInstance) -> Iterator[UIGraphQL]:
     )
     with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget([origin])) as workspace:
         yield UIGraphQL(workspace.create_request_context())
+
+
+def materialize_raw(
+    env: ProjectEnv,
+    tables: list[str],
+    *,
+    duckdb: WarehouseResource | None = None,
+    data_source=None,
+    config: dict | None = None,
+    instance: DagsterInstance | None = None,
+    raise_on_error: bool = True,
+):
+    """Materialize the selected raw assets alone, as "Materialize selected" does in the UI."""
+    from dagster import AssetKey, materialize
+
+    from dagster_project.data_source import LocalDataSource
+    from dagster_project.defs.ingest import raw_tables
+
+    return materialize(
+        [raw_tables],
+        selection=[AssetKey(table) for table in tables],
+        resources={
+            "duckdb": duckdb or env.warehouse(),
+            "data_source": data_source or LocalDataSource(directory=str(env.data_dir)),
+        },
+        run_config={"ops": {"raw_tables": {"config": config or {}}}},
+        instance=instance,
+        raise_on_error=raise_on_error,
+    )

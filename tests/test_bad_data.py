@@ -1,24 +1,55 @@
-"""Data that parses but is wrong is caught by a blocking check, and never reaches the chart."""
+"""Write-audit-publish end to end: a run that fails a check or a dbt test publishes nothing.
+
+Each test starts from a good run of Materialize all, breaks one thing, runs again, and compares
+what users read (every raw table, staging view and mart in ``main``, and the chart file's bytes)
+before and after. It also checks that Dagster's catalog agrees with the warehouse: the latest
+materialization of every table asset reports the published table's row count.
+"""
 
 from pathlib import Path
 
 import pytest
-from dagster import (
-    AssetKey,
-    DagsterEventType,
-    build_asset_check_context,
-    build_asset_context,
-)
+from dagster import AssetKey, DagsterEventType
 
-from dagster_project.data_source import LocalDataSource
-from dagster_project.defs.ingest import RawLoadConfig, raw_assets, raw_reference_checks
-from dagster_project.warehouse import sql_string
 from tests.conftest import make_project_env
 
-RAW_ASSETS = {asset.key.to_user_string(): asset for asset in raw_assets}
-REFERENCE_CHECKS = {next(iter(check.check_keys)).name: check for check in raw_reference_checks}
+TABLE_ASSETS = ("raw_customers", "raw_orders", "raw_payments", "customers", "orders")
+VIEW_ASSETS = ("stg_customers", "stg_orders", "stg_payments")
 ORDERS_HEADER = "id,user_id,order_date,status\n"
-PAYMENTS_HEADER = "id,order_id,payment_method,amount\n"
+
+
+def published(env) -> dict[str, object]:
+    """Everything a user reads: the contents of each published relation, and the chart's bytes."""
+    snapshot: dict[str, object] = {
+        name: env.query(f"select * from main.{name} order by all") for name in TABLE_ASSETS + VIEW_ASSETS
+    }
+    snapshot["chart"] = (env.chart_dir / "order_count_chart.html").read_bytes()
+    return snapshot
+
+
+def assert_catalog_matches_warehouse(env, instance) -> None:
+    for name in TABLE_ASSETS:
+        event = instance.get_latest_materialization_event(AssetKey(name))
+        recorded = event.asset_materialization.metadata["dagster/row_count"].value
+        (rows,) = env.query(f"select count(*) from main.{name}")[0]
+        assert recorded == rows, f"the catalog says {name} has {recorded} rows; main.{name} has {rows}"
+
+
+def latest_runs(instance) -> dict[str, str]:
+    return {
+        name: instance.get_latest_materialization_event(AssetKey(name)).run_id
+        for name in (*TABLE_ASSETS, *VIEW_ASSETS, "order_count_chart")
+    }
+
+
+@pytest.fixture
+def good(tmp_path):
+    """A project after one successful Materialize all: (env, instance, what users read)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        env = make_project_env(tmp_path, monkeypatch)
+        with env.instance() as instance:
+            assert env.run_job(instance).success
+            yield env, instance, published(env)
 
 
 def replace_file(path: Path, text: str) -> None:
@@ -27,216 +58,125 @@ def replace_file(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def failed_check(project_env, file: str, text: str, check_name: str, failing_rows: int):
-    """Load ``text`` as ``file`` through its raw asset; the named check, asserted to have failed."""
-    replace_file(project_env.data_dir / file, text)
-    check = load_raw(project_env, file.removesuffix(".csv"))[check_name]
-    assert not check.passed
-    assert check.metadata["failing_rows"].value == failing_rows
-    return check
-
-
-def load_raw(project_env, table: str):
-    """Run one raw asset directly on the project's data folder; its check results by name."""
-    with build_asset_context() as context:
-        result = RAW_ASSETS[table](
-            context,
-            config=RawLoadConfig(),
-            duckdb=project_env.warehouse(),
-            data_source=LocalDataSource(directory=str(project_env.data_dir)),
-        )
-    return {check.check_name: check for check in result.check_results}
-
-
-@pytest.mark.parametrize(
-    ("rows", "failing_rows", "described"),
-    [
-        (
-            "1,1,2018-01-01,placed\n1,2,2018-01-02,placed\n2,3,2018-01-03,placed\n",
-            2,
-            "2 row(s) of raw_orders have a missing or repeated id: id 1 (2 rows).",
-        ),
-        (
-            "1,1,2018-01-01,placed\n,2,2018-01-02,placed\n",
-            1,
-            "1 row(s) of raw_orders have a missing or repeated id: id null (1 row).",
-        ),
-    ],
-    ids=["duplicate_id", "null_id"],
-)
-def test_a_duplicate_or_null_id_fails_the_id_check(project_env, rows, failing_rows, described):
-    check = failed_check(
-        project_env, "raw_orders.csv", ORDERS_HEADER + rows, "id_is_unique_and_not_null", failing_rows
-    )
-    assert check.description == described
-
-
-def test_an_unknown_order_status_fails_the_status_check(project_env):
-    check = failed_check(
-        project_env,
-        "raw_orders.csv",
-        ORDERS_HEADER + "1,1,2018-01-01,placed\n2,1,2018-01-02,lost\n3,2,2018-01-03,lost\n",
-        "status_is_accepted",
-        failing_rows=2,
-    )
-    assert "| status | rows |" in check.metadata["sample"].value
-    assert "| lost | 2 |" in check.metadata["sample"].value
-    assert check.description.startswith(
-        "2 row(s) of raw_orders have a status outside the accepted values (placed, shipped, "
-    )
-    assert check.description.endswith(": status 'lost' (2 rows).")
-
-
-def test_an_unknown_payment_method_fails_the_payment_method_check(project_env):
-    check = failed_check(
-        project_env,
-        "raw_payments.csv",
-        PAYMENTS_HEADER + "1,1,credit_card,100\n2,1,bitcoin,200\n",
-        "payment_method_is_accepted",
-        failing_rows=1,
-    )
-    assert check.description.endswith(": payment_method 'bitcoin' (1 row).")
-
-
-def test_an_order_of_an_unknown_customer_fails_the_reference_check(project_env):
-    replace_file(
-        project_env.data_dir / "raw_orders.csv",
-        ORDERS_HEADER + "1,1,2018-01-01,placed\n2,999,2018-01-02,placed\n",
-    )
-    load_raw(project_env, "raw_customers")
-    load_raw(project_env, "raw_orders")
-    check = REFERENCE_CHECKS["user_id_exists_in_raw_customers"](
-        build_asset_check_context(), duckdb=project_env.warehouse()
-    )
-    assert not check.passed
-    assert check.metadata["failing_rows"].value == 1
-    assert check.description == (
-        "1 row(s) of raw_orders have a user_id that is not an id in raw_customers: user_id 999 (1 row)."
-    )
-
-
-def test_every_check_on_raw_data_is_blocking(project_env):
-    specs = [spec for asset in raw_assets for spec in asset.check_specs] + [
-        spec for check in raw_reference_checks for spec in check.check_specs
-    ]
-    assert len(specs) == 7
-    assert all(spec.blocking for spec in specs), [spec.name for spec in specs if not spec.blocking]
-
-
-# End to end: one good run, then one failing run per kind of bad input. A failing run stops at
-# the raw step or its checks, so it costs seconds: dbt never starts.
-
-
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        env = make_project_env(tmp_path_factory.mktemp("good_run"), monkeypatch)
-        with env.instance() as instance:
-            result = env.run_job(instance)
-            assert result.success
-            chart = Path(
-                instance.get_latest_materialization_event(AssetKey("order_count_chart"))
-                .asset_materialization.metadata["path"]
-                .value
-            )
-            yield env, instance, result.run_id, chart, chart.read_bytes()
-
-
-def run_with_file(good_run, name: str, text: str):
-    """Run the whole job with one raw file replaced, then put the sample file back."""
-    env, instance, *_ = good_run
-    path = env.data_dir / name
-    original = path.read_bytes()
-    replace_file(path, text)
-    try:
-        return env.run_job(instance)
-    finally:
-        path.unlink()
-        path.write_bytes(original)
-
-
-def assert_nothing_downstream_ran(good_run, result, failed_step: str) -> None:
-    env, instance, good_run_id, chart, chart_bytes = good_run
-    assert not result.success
-    assert result.get_failed_step_keys() == {failed_step}
-    started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
-    assert not started & {"jaffle_shop_dbt_assets", "order_count_chart"}
-    # Dagster abandons the steps below a failed one and says so in the run's log.
-    log = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    assert any(m.startswith("Dependencies for step jaffle_shop_dbt_assets failed") for m in log)
-    for asset in ("customers", "order_count_chart"):
-        latest = instance.get_latest_materialization_event(AssetKey(asset))
-        assert latest.run_id == good_run_id, f"{asset} was rebuilt from bad data"
-    assert chart.read_bytes() == chart_bytes
-    assert env.query("select count(*), sum(number_of_orders) from customers") == [(100, 99)]
-
-
-def step_failure_message(result, step: str) -> str:
-    (event,) = [e for e in result.get_step_failure_events() if e.step_key == step]
+def failure_message(result) -> str:
+    (event,) = result.get_step_failure_events()
     error = event.step_failure_data.error
     return (error.cause or error).message
 
 
-def test_a_wrong_type_in_raw_orders_fails_the_run_and_leaves_every_table_and_the_chart(good_run):
-    env = good_run[0]
-    bad = ORDERS_HEADER + "1,1,2018-01-01,placed\n2,1,2018-13-45,placed\n"
-    result = run_with_file(good_run, "raw_orders.csv", bad)
-    assert_nothing_downstream_ran(good_run, result, "raw_orders")
-    assert (
-        f"{env.data_dir / 'raw_orders.csv'}, line 3: column 3 (order_date) holds '2018-13-45', "
-        "which is not a valid DATE." in step_failure_message(result, "raw_orders")
-    )
-    assert env.query("select count(*) from raw_orders") == [(99,)]
-
-
-def test_a_bad_order_status_stops_the_chart(good_run):
-    bad = ORDERS_HEADER + "1,1,2018-01-01,placed\n2,2,2018-01-02,lost\n"
-    result = run_with_file(good_run, "raw_orders.csv", bad)
-    assert_nothing_downstream_ran(good_run, result, "raw_orders")
-    assert "raw_orders: status_is_accepted" in step_failure_message(result, "raw_orders")
-    (failed,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    assert failed.check_name == "status_is_accepted"
-    assert failed.metadata["failing_rows"].value == 1
-    assert failed.description.endswith(": status 'lost' (1 row).")
-
-
-def test_an_order_of_an_unknown_customer_stops_the_chart(good_run):
-    sample = (good_run[0].data_dir / "raw_orders.csv").read_text(encoding="utf-8")
-    result = run_with_file(good_run, "raw_orders.csv", sample + "100,999,2018-04-10,placed\n")
-    assert_nothing_downstream_ran(good_run, result, "raw_orders_user_id_exists_in_raw_customers")
-    (failed,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    assert failed.check_name == "user_id_exists_in_raw_customers"
-    assert failed.description.endswith(": user_id 999 (1 row).")
-
-
-def test_a_failing_dbt_test_stops_the_marts_and_the_chart(good_run):
-    # Bad data that got into the raw table some other way than our loader, so only dbt's own
-    # tests stand between it and the chart.
-    env, instance, good_run_id, chart, chart_bytes = good_run
-    dbt_and_chart = [
-        AssetKey(name) for name in ("stg_customers", "stg_orders", "stg_payments", "customers", "orders")
-    ] + [AssetKey("order_count_chart")]
-    with env.warehouse().get_connection() as conn:
-        (original,) = conn.execute("select status from raw_orders where id = 2").fetchone()
-        conn.execute("update raw_orders set status = 'lost' where id = 2")
-    try:
-        result = env.run_job(instance, asset_selection=dbt_and_chart)
-    finally:
-        with env.warehouse().get_connection() as conn:
-            conn.execute(f"update raw_orders set status = {sql_string(original)} where id = 2")
-
+def assert_nothing_published(good, result) -> None:
+    env, instance, before = good
     assert not result.success
-    assert result.get_failed_step_keys() == {"jaffle_shop_dbt_assets"}
-    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [
-        (
-            "stg_orders",
-            "accepted_values_stg_orders_status__placed__shipped__completed__return_pending__returned",
-        )
-    ]
+    assert published(env) == before, "a failed run changed what users read"
+    assert_catalog_matches_warehouse(env, instance)
     started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
     assert "order_count_chart" not in started
-    for asset in ("customers", "order_count_chart"):
-        latest = instance.get_latest_materialization_event(AssetKey(asset))
-        assert latest.run_id == good_run_id, f"{asset} was rebuilt from bad data"
-    assert chart.read_bytes() == chart_bytes
+
+
+def test_an_unknown_order_status_fails_its_raw_check_and_publishes_nothing(good):
+    env, instance, _ = good
+    first_good = latest_runs(instance)
+    sample = (env.data_dir / "raw_orders.csv").read_text(encoding="utf-8")
+    replace_file(env.data_dir / "raw_orders.csv", sample.replace(",placed\n", ",lost\n", 1))
+
+    result = env.run_job(instance)
+
+    assert_nothing_published(good, result)
+    message = failure_message(result)
+    assert "A blocking check on the raw data failed, so nothing was published" in message
+    assert "- raw_orders: status_is_accepted. 1 row(s) of raw_orders have a status outside" in message
+    (failed,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert (failed.asset_key, failed.check_name) == (AssetKey("raw_orders"), "status_is_accepted")
+    assert failed.metadata["failing_rows"].value == 1
+    # The raw step recorded no materialization: the catalog still shows the good run everywhere.
+    assert latest_runs(instance) == first_good
+
+
+def test_a_failing_dbt_test_on_staging_publishes_nothing_not_even_the_raw_tables(good):
+    env, instance, _ = good
+    sample = (env.data_dir / "raw_orders.csv").read_text(encoding="utf-8")
+    # Parses and passes every raw check; only stg_orders' not_null test on order_date catches it.
+    lines = sample.splitlines(keepends=True)
+    order_id, user_id, _, status = lines[5].rstrip("\n").split(",")
+    lines[5] = f"{order_id},{user_id},,{status}\n"
+    replace_file(env.data_dir / "raw_orders.csv", "".join(lines))
+
+    result = env.run_job(instance)
+
+    assert_nothing_published(good, result)
+    assert result.get_failed_step_keys() == {"jaffle_shop_dbt_assets"}
+    message = failure_message(result)
+    assert "A dbt test failed, so nothing was published" in message
+    assert "- stg_orders: not_null_stg_orders_order_date." in message
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [
+        ("stg_orders", "not_null_stg_orders_order_date")
+    ]
+    assert failed[0].metadata["dagster_dbt/failed_row_count"].value == 1
+    # The raw step had recorded raw_orders; the catalog now restates the published data.
+    raw_orders = instance.get_latest_materialization_event(AssetKey("raw_orders"))
+    assert raw_orders.run_id == result.run_id
+    assert raw_orders.asset_materialization.description.startswith(
+        f"Unchanged: run {result.run_id[:8]} failed"
+    )
+
+
+def test_a_missing_payment_fails_a_mart_test_and_publishes_nothing(good):
+    # Materialize selected on raw_payments and everything below it: raw_orders is not reloaded,
+    # so its every_order_has_a_payment check does not run and only the dbt tests stand between
+    # the bad file and the chart.
+    env, instance, _ = good
+    sample = (env.data_dir / "raw_payments.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    without_order_99 = [line for line in sample if line.split(",")[1] != "99"]
+    assert len(without_order_99) == len(sample) - 1
+    replace_file(env.data_dir / "raw_payments.csv", "".join(without_order_99))
+    selection = [
+        AssetKey(name) for name in ("raw_payments", *VIEW_ASSETS, "customers", "orders", "order_count_chart")
+    ]
+
+    result = env.run_job(instance, asset_selection=selection)
+
+    assert_nothing_published(good, result)
+    message = failure_message(result)
+    assert "- orders: not_null_orders_amount." in message
+    failed = {
+        (e.asset_key.to_user_string(), e.check_name)
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    }
+    assert ("orders", "not_null_orders_amount") in failed
+
+
+def test_a_good_run_after_a_failed_one_publishes_everything(good):
+    env, instance, before = good
+    path = env.data_dir / "raw_orders.csv"
+    sample = path.read_text(encoding="utf-8")
+    replace_file(path, sample.replace(",placed\n", ",lost\n", 1))
+    assert not env.run_job(instance).success
+    replace_file(path, sample.replace(",placed\n", ",shipped\n", 1))
+
+    assert env.run_job(instance).success
+
+    after = published(env)
+    assert after["raw_orders"] != before["raw_orders"]
+    assert (
+        env.query("select count(*) from main.stg_orders where status = 'shipped'")[0][0]
+        == (env.query("select count(*) from main.raw_orders where status = 'shipped'")[0][0])
+    )
+    assert after["chart"] != before["chart"]
+    assert_catalog_matches_warehouse(env, instance)
+
+
+def test_materialize_selected_on_customers_builds_on_published_data_only(good):
+    # A run that failed its raw checks left nothing behind in the build schema, so a later run
+    # of the marts alone rebuilds them from the published raw tables, not from the bad file.
+    env, instance, before = good
+    sample = (env.data_dir / "raw_payments.csv").read_text(encoding="utf-8")
+    replace_file(env.data_dir / "raw_payments.csv", sample.replace(",1000\n", ",-1000\n", 1))
+    assert not env.run_job(instance).success
+
+    result = env.run_job(instance, asset_selection=[AssetKey("customers"), AssetKey("orders")])
+
+    assert result.success
+    assert published(env) == before
+    assert_catalog_matches_warehouse(env, instance)

@@ -7,13 +7,12 @@ still holds the sample: a failed load never leaves a half-written or emptied tab
 from pathlib import Path
 
 import pytest
-from dagster import build_asset_context
 
 from dagster_project.csv_errors import RawFileError
 from dagster_project.data_source import DataSourceError, LocalDataSource
-from dagster_project.defs.ingest import RAW_TABLES, RawLoadConfig, load_csv, raw_assets
+from dagster_project.raw_load import RAW_TABLES, load_csv
 from dagster_project.settings import SAMPLE_DATA_DIR
-from tests.conftest import load_sample_tables
+from tests.conftest import load_sample_tables, materialize_raw
 
 TABLES = {table.name: table for table in RAW_TABLES}
 CUSTOMERS_HEADER = b"id,first_name,last_name\n"
@@ -28,7 +27,13 @@ def warehouse(project_env):
 
 
 def contents(conn, table: str) -> list[tuple]:
-    return conn.execute(f"select * from {table} order by all").fetchall()
+    """What users read: the published table."""
+    return conn.execute(f"select * from main.{table} order by all").fetchall()
+
+
+def loaded(conn, table: str) -> list[tuple]:
+    """What a load wrote: the table in the private build schema, before any publish."""
+    return conn.execute(f"select * from jaffle_build.{table} order by all").fetchall()
 
 
 def write(folder: Path, name: str, data: bytes) -> Path:
@@ -40,26 +45,22 @@ def write(folder: Path, name: str, data: bytes) -> Path:
 def refused(conn, table: str, path: Path, allow_empty: bool = False) -> str:
     """Load ``path`` into ``table``; assert it fails and the table is untouched; the message."""
     before = contents(conn, table)
+    build_before = conn.execute(f"select * from jaffle_build.{table} order by all").fetchall()
     with pytest.raises(RawFileError) as caught:
         load_csv(conn, TABLES[table], path, allow_empty=allow_empty)
     assert contents(conn, table) == before
+    assert conn.execute(f"select * from jaffle_build.{table} order by all").fetchall() == build_before
     message = str(caught.value)
     assert str(path) in message
-    assert f"{table} keeps its previous contents; fix the file, then materialize again." in message
+    assert f"Nothing was published: {table} keeps its previous contents; fix the file" in message
     return message
 
 
 def test_a_missing_file_fails_the_asset_naming_the_file_and_the_folder(project_env, warehouse):
     (project_env.data_dir / "raw_orders.csv").unlink()
     before = contents(warehouse, "raw_orders")
-    raw_orders = next(asset for asset in raw_assets if asset.key.to_user_string() == "raw_orders")
-    with build_asset_context() as context, pytest.raises(DataSourceError) as caught:
-        raw_orders(
-            context,
-            config=RawLoadConfig(),
-            duckdb=project_env.warehouse(),
-            data_source=LocalDataSource(directory=str(project_env.data_dir)),
-        )
+    with pytest.raises(DataSourceError) as caught:
+        materialize_raw(project_env, ["raw_orders"])
     assert str(caught.value) == (
         f"{project_env.data_dir / 'raw_orders.csv'} is missing: the data folder "
         f"{project_env.data_dir} has no raw_orders.csv. Add the file, or point JAFFLE_DATA_DIR "
@@ -81,7 +82,7 @@ def test_a_header_only_file_is_refused_unless_allow_empty_is_set(tmp_path, wareh
     assert "set allow_empty: true in the run config" in message
 
     assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=True) == 0
-    assert contents(warehouse, "raw_customers") == []
+    assert loaded(warehouse, "raw_customers") == []
 
 
 def test_a_missing_required_column_is_named(tmp_path, warehouse):
@@ -94,7 +95,7 @@ def test_a_missing_required_column_is_named(tmp_path, warehouse):
 def test_an_extra_column_loads_and_is_dropped(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"id,email,first_name,last_name\n1,a@b.c,Ann,B.\n")
     assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=False) == 1
-    assert contents(warehouse, "raw_customers") == [(1, "Ann", "B.")]
+    assert loaded(warehouse, "raw_customers") == [(1, "Ann", "B.")]
 
 
 @pytest.mark.parametrize(
@@ -152,13 +153,13 @@ def test_a_non_utf8_byte_is_located(tmp_path, warehouse):
 def test_a_utf8_bom_loads(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"\xef\xbb\xbf" + CUSTOMERS_HEADER + "1,Zoë,B.\n".encode())
     assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=False) == 1
-    assert contents(warehouse, "raw_customers") == [(1, "Zoë", "B.")]
+    assert loaded(warehouse, "raw_customers") == [(1, "Zoë", "B.")]
 
 
 def test_crlf_line_endings_load(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"id,first_name,last_name\r\n1,Ann,B.\r\n2,Bob,C.\r\n")
     assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=False) == 2
-    assert contents(warehouse, "raw_customers") == [(1, "Ann", "B."), (2, "Bob", "C.")]
+    assert loaded(warehouse, "raw_customers") == [(1, "Ann", "B."), (2, "Bob", "C.")]
 
 
 def test_a_data_folder_whose_path_holds_a_quote_and_a_space_loads(project_env, tmp_path):
@@ -166,14 +167,11 @@ def test_a_data_folder_whose_path_holds_a_quote_and_a_space_loads(project_env, t
     folder.mkdir()
     for table in RAW_TABLES:
         write(folder, table.file_name, (SAMPLE_DATA_DIR / table.file_name).read_bytes())
-    raw_orders = next(asset for asset in raw_assets if asset.key.to_user_string() == "raw_orders")
-    with build_asset_context() as context:
-        result = raw_orders(
-            context,
-            config=RawLoadConfig(),
-            duckdb=project_env.warehouse(),
-            data_source=LocalDataSource(directory=str(folder)),
-        )
-    assert result.metadata["dagster/row_count"] == 99
-    assert result.metadata["source_file"].value == str(folder / "raw_orders.csv")
-    assert project_env.query("select count(*) from raw_orders") == [(99,)]
+    result = materialize_raw(
+        project_env, [table.name for table in RAW_TABLES], data_source=LocalDataSource(directory=str(folder))
+    )
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_orders"]]
+    metadata = event.materialization.metadata
+    assert metadata["dagster/row_count"].value == 99
+    assert metadata["source_file"].value == str(folder / "raw_orders.csv")
+    assert project_env.query("select count(*) from main.raw_orders") == [(99,)]

@@ -1,11 +1,27 @@
-"""Two Materialize-all runs launched together on one instance and one DuckDB file both succeed."""
+"""Two Materialize-all runs launched together on one instance and one DuckDB file both succeed.
 
-from dagster import DagsterRunStatus
+They take turns: one run's steps all finish before the other's first step starts, because a run
+holds the warehouse from its first write to its end (write-audit-publish spans its steps).
+"""
+
+from dagster import DagsterEventType, DagsterRunStatus
 
 from tests.processes import RUN_TIMEOUT, start_materialize
 
+STEP_EVENTS = (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
 
-def test_two_runs_launched_together_both_succeed(project_env, instance):
+
+def step_span(instance, run_id: str) -> tuple[float, float]:
+    """When the run's first step started and its last step ended, from the run's event log."""
+    times = [
+        record.event_log_entry.timestamp
+        for event_type in STEP_EVENTS
+        for record in instance.get_records_for_run(run_id, of_type=event_type).records
+    ]
+    return min(times), max(times)
+
+
+def test_two_runs_launched_together_both_succeed_one_after_the_other(project_env, instance):
     logs = [project_env.root / f"run_{n}.log" for n in (1, 2)]
     runs = [start_materialize(project_env, log) for log in logs]
     try:
@@ -15,7 +31,9 @@ def test_two_runs_launched_together_both_succeed(project_env, instance):
             run.kill()
     assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
 
-    statuses = [record.dagster_run.status for record in instance.get_run_records()]
-    assert statuses == [DagsterRunStatus.SUCCESS] * 2
+    records = instance.get_run_records()
+    assert [record.dagster_run.status for record in records] == [DagsterRunStatus.SUCCESS] * 2
+    first, second = sorted(step_span(instance, record.dagster_run.run_id) for record in records)
+    assert first[1] <= second[0], f"the runs' steps overlapped: {first} and {second}"
     assert project_env.query("select count(*), sum(number_of_orders) from customers") == [(100, 99)]
     assert (project_env.chart_dir / "order_count_chart.html").is_file()

@@ -10,7 +10,7 @@ from dagster_project.settings import REPO_ROOT
 
 
 def raw_customers_config(**config) -> dict:
-    return {"ops": {"raw_customers": {"config": config}}}
+    return {"ops": {"raw_tables": {"config": config}}}
 
 
 @pytest.mark.parametrize(
@@ -18,11 +18,11 @@ def raw_customers_config(**config) -> dict:
     [
         (
             raw_customers_config(allow_empty="yes"),
-            'raw_customers:config:allow_empty. Value "yes"',
+            'raw_tables:config:allow_empty. Value "yes"',
         ),
         (
             raw_customers_config(allow_emty=True),
-            'Received unexpected config entry "allow_emty" at path root:ops:raw_customers:config',
+            'Received unexpected config entry "allow_emty" at path root:ops:raw_tables:config',
         ),
         (
             {"ops": {"order_count_chart": {"config": {"open_browser": "sometimes"}}}},
@@ -49,7 +49,7 @@ def test_the_cli_refuses_invalid_config_naming_the_field(project_env):
             "--select",
             "raw_customers",
             "--config-json",
-            '{"ops": {"raw_customers": {"config": {"allow_empty": "yes"}}}}',
+            '{"ops": {"raw_tables": {"config": {"allow_empty": "yes"}}}}',
         ],
         cwd=REPO_ROOT,
         env={
@@ -63,7 +63,7 @@ def test_the_cli_refuses_invalid_config_naming_the_field(project_env):
     assert result.returncode != 0
     assert "DagsterInvalidConfigError" in result.stderr
     assert (
-        'path root:ops:raw_customers:config:allow_empty. Value "yes" of type "<class \'str\'>" '
+        'path root:ops:raw_tables:config:allow_empty. Value "yes" of type "<class \'str\'>" '
         'is not valid for expected type "Bool"'
     ) in result.stderr
     assert not project_env.database.exists()
@@ -93,6 +93,6 @@ def test_the_launchpad_refuses_invalid_config_naming_the_field(ui_graphql):
     invalid = check(raw_customers_config(allow_empty="yes"))
     assert invalid["__typename"] == "RunConfigValidationInvalid"
     assert [error["message"] for error in invalid["errors"]] == [
-        "Invalid scalar at path root:ops:raw_customers:config:allow_empty. "
+        "Invalid scalar at path root:ops:raw_tables:config:allow_empty. "
         'Value "yes" of type "<class \'str\'>" is not valid for expected type "Bool".'
     ]

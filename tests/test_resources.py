@@ -7,21 +7,15 @@ from dagster import (
     AssetKey,
     DagsterInvalidDefinitionError,
     DagsterResourceFunctionError,
-    DataVersion,
     Definitions,
-    build_asset_context,
     build_init_resource_context,
     build_resources,
     materialize,
 )
 
 from dagster_project.data_source import DataSourceError, LocalDataSource
-from dagster_project.defs.ingest import (
-    INGEST_CODE_VERSION,
-    RawLoadConfig,
-    raw_assets,
-    raw_reference_checks,
-)
+from dagster_project.defs.ingest import raw_tables
+from dagster_project.raw_load import INGEST_CODE_VERSION
 from dagster_project.warehouse import WarehouseResource
 from tests.mocks import InMemoryDataSource
 
@@ -30,7 +24,6 @@ TINY_SHOP = {
     "raw_orders.csv": "id,user_id,order_date,status\n1,1,2024-01-02,placed\n2,2,2024-01-03,returned\n",
     "raw_payments.csv": "id,order_id,payment_method,amount\n1,1,coupon,500\n2,2,gift_card,1200\n",
 }
-RAW = {asset.key.to_user_string(): asset for asset in raw_assets}
 
 
 @pytest.fixture
@@ -121,28 +114,9 @@ def test_the_fingerprint_follows_the_content_not_the_file_time(tmp_path):
 # Assets with mock resources.
 
 
-def test_a_raw_asset_invoked_directly_with_mock_resources_loads_the_mock_file(tiny_shop, warehouse):
-    result = RAW["raw_orders"](
-        context=build_asset_context(),
-        config=RawLoadConfig(),
-        duckdb=warehouse,
-        data_source=tiny_shop,
-    )
-    assert rows(warehouse, "select id, user_id, status from raw_orders order by id") == [
-        (1, 1, "placed"),
-        (2, 2, "returned"),
-    ]
-    # The loader's code version and the file's content.
-    assert result.data_version == DataVersion(
-        f"{INGEST_CODE_VERSION}:{tiny_shop.fingerprint('raw_orders.csv')}"
-    )
-    assert result.metadata["dagster/row_count"] == 2
-    assert all(check.passed for check in result.check_results)
-
-
 def test_materializing_the_raw_assets_with_overridden_resources(instance, tiny_shop, warehouse):
     result = materialize(
-        [*raw_assets, *raw_reference_checks],
+        [raw_tables],
         resources={"duckdb": warehouse, "data_source": tiny_shop},
         instance=instance,
     )
@@ -154,7 +128,7 @@ def test_materializing_the_raw_assets_with_overridden_resources(instance, tiny_s
         for check in result.get_asset_check_evaluations()
     }
     assert checks[("raw_payments", "order_id_exists_in_raw_orders")] is True
-    assert len(checks) == 7 and all(checks.values())
+    assert len(checks) == 12 and all(checks.values())
     recorded = instance.get_latest_materialization_event(AssetKey("raw_customers"))
     data_version = recorded.asset_materialization.tags["dagster/data_version"]
     assert data_version == f"{INGEST_CODE_VERSION}:{tiny_shop.fingerprint('raw_customers.csv')}"
@@ -162,12 +136,10 @@ def test_materializing_the_raw_assets_with_overridden_resources(instance, tiny_s
 
 def test_an_asset_asking_for_an_undefined_resource_fails_validation_naming_the_key(project_env):
     resources = {"duckdb": project_env.warehouse()}
-    broken = Definitions(assets=raw_assets, resources=resources)
+    broken = Definitions(assets=[raw_tables], resources=resources)
     with pytest.raises(DagsterInvalidDefinitionError) as error:
         Definitions.validate_loadable(broken)
-    assert "resource with key 'data_source' required by op 'raw_customers' was not provided" in str(
-        error.value
-    )
+    assert "resource with key 'data_source' required by op 'raw_tables' was not provided" in str(error.value)
 
 
 # The UI's Definitions → Resources view, read through the same GraphQL API the UI uses.

@@ -68,12 +68,12 @@ def test_a_changed_csv_makes_its_model_stale_until_it_is_changed_back(sample_run
 def with_new_loader_version(sample_run, monkeypatch) -> Definitions:
     """The definitions after a developer changed the loader and bumped INGEST_CODE_VERSION."""
     monkeypatch.setattr(ingest, "INGEST_CODE_VERSION", "2")
-    changed_raw_orders = ingest.build_raw_asset(ingest.RAW_TABLES[1])
-    original_raw_orders = ingest.raw_assets[1]
+    changed_raw_tables = ingest.raw_tables.map_asset_specs(
+        lambda spec: spec.replace_attributes(code_version="2") if spec.key == AssetKey("raw_orders") else spec
+    )
     defs = sample_run.env.defs()
     return Definitions(
-        assets=[changed_raw_orders, *(a for a in defs.assets if a is not original_raw_orders)],
-        asset_checks=defs.asset_checks,
+        assets=[changed_raw_tables, *(a for a in defs.assets if a is not ingest.raw_tables)],
         jobs=defs.jobs,
         resources=defs.resources,
         executor=defs.executor,

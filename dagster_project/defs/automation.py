@@ -23,7 +23,7 @@ from dagster import (
 )
 
 from dagster_project.data_source import DataSource
-from dagster_project.defs.ingest import RAW_TABLES
+from dagster_project.raw_load import RAW_TABLES
 
 RAW_FILES = tuple(table.file_name for table in RAW_TABLES)
 

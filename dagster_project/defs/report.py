@@ -103,6 +103,8 @@ def order_count_chart(
     context: AssetExecutionContext, config: ChartConfig, duckdb: WarehouseResource
 ) -> MaterializeResult:
     settings = load_settings()
+    # Another run must not be half-way through when the chart reads the published tables.
+    duckdb.hold_for_run(context.op_execution_context.run_id, context.log.info)
     with duckdb.get_connection(read_only=True) as conn:
         histogram = conn.execute(HISTOGRAM_SQL).fetchall()
     customers = sum(count for _, count in histogram)

@@ -7,16 +7,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, Output
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, Failure, Output
+from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 from packaging import version
 
+from dagster_project import publish
+from dagster_project.catalog import failure_summary, restore_catalog
 from dagster_project.dbt_project import dbt_vars, jaffle_shop_project
 from dagster_project.warehouse import (
     DUCKDB_POOL,
     WarehouseResource,
     column_schemas,
     sql_identifier,
+    sql_string,
     sql_string_list,
 )
 
@@ -44,29 +47,54 @@ class JaffleTranslator(DagsterDbtTranslator):
         return "transform"
 
 
-def _model_name(event: object) -> str | None:
+def _model_unique_id(event: object) -> str | None:
     if isinstance(event, Output):
         unique_id = event.metadata.get("unique_id")
         if unique_id is not None and unique_id.value.startswith("model."):
-            return unique_id.value.rsplit(".", 1)[-1]
+            return unique_id.value
     return None
 
 
-def _table_metadata(duckdb: WarehouseResource, models: list[str]) -> dict[str, dict[str, Any]]:
-    with duckdb.get_connection(read_only=True) as conn:
-        schemas = column_schemas(conn, models)
-        tables = [
-            name
-            for (name,) in conn.execute(
-                "select table_name from duckdb_tables() where schema_name = current_schema() "
-                f"and list_contains({sql_string_list(models)}, table_name)"
-            ).fetchall()
-        ]
-        # Views are skipped: counting them would run their query again.
-        counts = {
-            name: conn.execute(f"select count(*) from {sql_identifier(name)}").fetchone()[0]
-            for name in tables
-        }
+def _failed_blocking_check(event: object) -> bool:
+    return (
+        isinstance(event, AssetCheckResult)
+        and not event.passed
+        and event.severity == AssetCheckSeverity.ERROR
+    )
+
+
+def _built(invocation: DbtCliInvocation, unique_ids: list[str]) -> list[publish.Built]:
+    """The models dbt built, each a table or a view with its compiled SELECT."""
+    nodes = invocation.get_artifact("manifest.json")["nodes"]
+    compiled = {
+        result["unique_id"]: result.get("compiled_code")
+        for result in invocation.get_artifact("run_results.json")["results"]
+    }
+    built = []
+    for unique_id in unique_ids:
+        node = nodes[unique_id]
+        is_view = node["config"]["materialized"] == "view"
+        built.append(publish.Built(node["alias"], compiled[unique_id] if is_view else None))
+    return built
+
+
+def _table_metadata(conn, models: list[str]) -> dict[str, dict[str, Any]]:
+    schemas = column_schemas(conn, models, schema=publish.PUBLISHED_SCHEMA)
+    tables = [
+        name
+        for (name,) in conn.execute(
+            "select table_name from duckdb_tables() where database_name = current_database() "
+            f"and schema_name = {sql_string(publish.PUBLISHED_SCHEMA)} "
+            f"and list_contains({sql_string_list(models)}, table_name)"
+        ).fetchall()
+    ]
+    # Views are skipped: counting them would run their query again.
+    counts = {
+        name: conn.execute(
+            f"select count(*) from {publish.PUBLISHED_SCHEMA}.{sql_identifier(name)}"
+        ).fetchone()[0]
+        for name in tables
+    }
     return {
         name: {
             **({"dagster/column_schema": schemas[name]} if name in schemas else {}),
@@ -76,23 +104,50 @@ def _table_metadata(duckdb: WarehouseResource, models: list[str]) -> dict[str, d
     }
 
 
-def with_table_metadata(events: Iterator[Any], duckdb: WarehouseResource) -> Iterator[Any]:
-    """Stream dbt's events, holding model outputs back until dbt has exited.
+def build_and_publish(
+    context: AssetExecutionContext, invocation: DbtCliInvocation, duckdb: WarehouseResource
+) -> Iterator[Any]:
+    """Stream dbt's events, then publish what dbt built if every test passed.
 
-    DuckDB allows one process on the file while dbt writes, so row counts and column types
-    can only be read once dbt is done. Test results still stream live.
+    Test results stream live. Model outputs are held back: each is a materialization, and one
+    may be recorded only once its table is published, after the last test. DuckDB also allows
+    one process on the file while dbt writes, so row counts can only be read once dbt is done.
     """
     held: list[tuple[str, Output]] = []
-    for event in events:
-        if name := _model_name(event):
-            held.append((name, event))
+    failed_checks: list[AssetCheckResult] = []
+    for event in invocation.stream():
+        if unique_id := _model_unique_id(event):
+            held.append((unique_id, event))
+            continue
+        if _failed_blocking_check(event):
+            failed_checks.append(event)
+        yield event
+
+    run_id = context.op_execution_context.run_id
+    succeeded = invocation.is_successful() and not failed_checks
+    with duckdb.get_connection() as conn:
+        if succeeded:
+            built = _built(invocation, [unique_id for unique_id, _ in held])
+            publish.stage(conn, run_id, built)
+            published = publish.publish(conn, run_id)
+            context.log.info(f"Published {', '.join(published)}.")
+            metadata = _table_metadata(conn, [item.name for item in built])
         else:
-            yield event
-    if not held:
-        return
-    metadata = _table_metadata(duckdb, [name for name, _ in held])
-    for name, event in held:
-        yield event.with_metadata({**event.metadata, **metadata[name]})
+            raw_tables = [item.name for item in publish.pending(conn, run_id)]
+            publish.discard(conn, run_id)
+    if not succeeded:
+        restore_catalog(context, raw_tables)
+        raise Failure(description=_failure_description(invocation, failed_checks))
+    for (_, event), item in zip(held, built, strict=True):
+        yield event.with_metadata({**event.metadata, **metadata[item.name]})
+
+
+def _failure_description(invocation: DbtCliInvocation, failed_checks: list[AssetCheckResult]) -> str:
+    if failed_checks:
+        return failure_summary(failed_checks, "A dbt test")
+    error = invocation.get_error()
+    reason = str(error).strip() if error else "dbt build failed."
+    return f"dbt build failed, so nothing was published: the tables users read are unchanged. {reason}"
 
 
 @dbt_assets(
@@ -102,14 +157,20 @@ def with_table_metadata(events: Iterator[Any], duckdb: WarehouseResource) -> Ite
     pool=DUCKDB_POOL,
 )
 def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
+    run_id = context.op_execution_context.run_id
+    duckdb.hold_for_run(run_id, context.log.info)
     # Opening the file first turns a lock held by another program into our clear, bounded
     # error instead of dbt's, which arrives only after dbt has parsed and connected.
-    with duckdb.get_connection():
-        pass
+    with duckdb.get_connection() as conn:
+        if restored := publish.start(conn, run_id):
+            context.log.info(f"Restored {', '.join(restored)} in the build schema, left by a run that died.")
     # dagster-dbt gives every run its own target folder and never removes it (2 MB a run);
     # the events are streamed into Dagster, so nothing in it is needed after the step.
     with tempfile.TemporaryDirectory(prefix="dbt-target-") as target_path:
         invocation = dbt.cli(
-            ["build", *dbt_vars(duckdb.database)], context=context, target_path=Path(target_path)
+            ["build", *dbt_vars(duckdb.database)],
+            context=context,
+            target_path=Path(target_path),
+            raise_on_error=False,
         )
-        yield from with_table_metadata(invocation.stream(), duckdb)
+        yield from build_and_publish(context, invocation, duckdb)

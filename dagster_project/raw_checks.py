@@ -1,0 +1,269 @@
+"""The blocking checks on the raw tables, run on the build schema before anything is published.
+
+Each check is a query listing offending values with their row counts: it passes when the query
+finds nothing, and otherwise says how many rows failed and shows the first values, so the run
+log answers "which rows?" without anyone opening the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    MetadataValue,
+)
+
+from dagster_project.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
+from dagster_project.raw_load import RAW_TABLES, RawLoadConfig, RawTable
+from dagster_project.warehouse import sql_identifier, sql_string, sql_string_list
+
+# At most this many distinct offending values are fetched; the row count covers them all.
+_OFFENDERS_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class RawCheck:
+    """One blocking check on one raw table: its name, what it promises, and how it runs."""
+
+    table: str
+    name: str
+    description: str
+    run: Callable[[duckdb.DuckDBPyConnection, RawLoadConfig], AssetCheckResult]
+
+    @property
+    def key(self) -> AssetCheckKey:
+        return AssetCheckKey(asset_key=_asset_key(self.table), name=self.name)
+
+    @property
+    def spec(self) -> AssetCheckSpec:
+        return AssetCheckSpec(self.name, asset=self.table, blocking=True, description=self.description)
+
+
+def _asset_key(table: str) -> AssetKey:
+    return AssetKey(table)
+
+
+def _build(table: str) -> str:
+    return f"{BUILD_SCHEMA}.{sql_identifier(table)}"
+
+
+def _markdown_rows(columns: list[str], rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join("null" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _examples(columns: list[str], offenders: list[tuple]) -> str:
+    shown = ", ".join(
+        f"{'null' if value is None else repr(value)} ({rows} row{'s' if rows != 1 else ''})"
+        for value, rows in offenders[:5]
+    )
+    more = f" and {len(offenders) - 5} more" if len(offenders) > 5 else ""
+    return f"{columns[0]} {shown}{more}"
+
+
+def offenders_check(
+    conn: duckdb.DuckDBPyConnection, table: str, check_name: str, query: str, problem: str
+) -> AssetCheckResult:
+    """Pass when ``query`` (value, rows) finds nothing; otherwise say how many rows and which."""
+    cursor = conn.execute(f"{query} order by rows desc, 1 limit {_OFFENDERS_LIMIT}")
+    columns = [column[0] for column in cursor.description]
+    offenders = cursor.fetchall()
+    failing_rows = sum(row[-1] for row in offenders)
+    description = (
+        f"{failing_rows} row(s) of {table} {problem}: {_examples(columns, offenders)}." if offenders else None
+    )
+    sample = {"sample": MetadataValue.md(_markdown_rows(columns, offenders[:10]))} if offenders else {}
+    return AssetCheckResult(
+        asset_key=_asset_key(table),
+        check_name=check_name,
+        passed=not offenders,
+        severity=AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"failing_rows": failing_rows, "distinct_failing_values": len(offenders), **sample},
+    )
+
+
+def _id_check(table: RawTable) -> RawCheck:
+    name = "id_is_unique_and_not_null"
+    return RawCheck(
+        table.name,
+        name,
+        "Every id is present and appears once.",
+        lambda conn, _: offenders_check(
+            conn,
+            table.name,
+            name,
+            f"select id, count(*) as rows from {_build(table.name)} group by id "
+            "having id is null or count(*) > 1",
+            "have a missing or repeated id",
+        ),
+    )
+
+
+def _accepted_values_check(table: RawTable) -> RawCheck:
+    column, values = table.accepted_values
+    name = f"{column}_is_accepted"
+    quoted = sql_identifier(column)
+    return RawCheck(
+        table.name,
+        name,
+        f"Every {column} is one of: {', '.join(values)}.",
+        lambda conn, _: offenders_check(
+            conn,
+            table.name,
+            name,
+            f"select {quoted}, count(*) as rows from {_build(table.name)} "
+            f"where {quoted} is null or not list_contains({sql_string_list(list(values))}, {quoted}) "
+            "group by 1",
+            f"have a {column} outside the accepted values ({', '.join(values)})",
+        ),
+    )
+
+
+def _missing_table(conn: duckdb.DuckDBPyConnection, table: str, check_name: str, other: str):
+    """A failed result when ``other``, which the check compares with, was never loaded; else None."""
+    exists = conn.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        f"and schema_name = {sql_string(BUILD_SCHEMA)} and table_name = {sql_string(other)}"
+    ).fetchone()[0]
+    if exists:
+        return None
+    return AssetCheckResult(
+        asset_key=_asset_key(table),
+        check_name=check_name,
+        passed=False,
+        severity=AssetCheckSeverity.ERROR,
+        description=f"{table} cannot be checked against {other}, which has never been loaded. "
+        f"Materialize {other} together with {table} (or Materialize all).",
+    )
+
+
+def _reference_check(table: str, column: str, parent: str, parent_column: str) -> RawCheck:
+    name = f"{column}_exists_in_{parent}"
+    return RawCheck(
+        table,
+        name,
+        f"Every {column} in {table} is an {parent_column} in {parent}.",
+        lambda conn, _: (
+            _missing_table(conn, table, name, parent)
+            or offenders_check(
+                conn,
+                table,
+                name,
+                f"select child.{column}, count(*) as rows from {_build(table)} as child "
+                f"anti join {_build(parent)} as parent on child.{column} = parent.{parent_column} "
+                "group by 1",
+                f"have a {column} that is not an {parent_column} in {parent}",
+            )
+        ),
+    )
+
+
+def _every_order_is_paid() -> RawCheck:
+    name = "every_order_has_a_payment"
+    return RawCheck(
+        "raw_orders",
+        name,
+        "Every order has at least one payment in raw_payments.",
+        lambda conn, _: (
+            _missing_table(conn, "raw_orders", name, "raw_payments")
+            or offenders_check(
+                conn,
+                "raw_orders",
+                name,
+                f"select orders.id, count(*) as rows from {_build('raw_orders')} as orders "
+                f"anti join {_build('raw_payments')} as payments on payments.order_id = orders.id "
+                "group by 1",
+                "have no payment in raw_payments",
+            )
+        ),
+    )
+
+
+def _amount_check() -> RawCheck:
+    name = "amount_is_not_null_or_negative"
+    return RawCheck(
+        "raw_payments",
+        name,
+        "Every payment has an amount of zero cents or more.",
+        lambda conn, _: offenders_check(
+            conn,
+            "raw_payments",
+            name,
+            f"select amount, count(*) as rows from {_build('raw_payments')} "
+            "where amount is null or amount < 0 group by 1",
+            "have a missing or negative amount",
+        ),
+    )
+
+
+def _shrink_check(table: RawTable) -> RawCheck:
+    return RawCheck(
+        table.name,
+        "row_count_did_not_shrink",
+        "The load keeps at least half the published rows (run config max_shrink), unless the "
+        "run config sets allow_shrink.",
+        lambda conn, config: shrink_result(conn, table.name, config),
+    )
+
+
+def shrink_result(conn: duckdb.DuckDBPyConnection, table: str, config: RawLoadConfig) -> AssetCheckResult:
+    (new_rows,) = conn.execute(f"select count(*) from {_build(table)}").fetchone()
+    is_published = conn.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        f"and schema_name = {sql_string(PUBLISHED_SCHEMA)} and table_name = {sql_string(table)}"
+    ).fetchone()[0]
+    old_rows = (
+        conn.execute(f"select count(*) from {PUBLISHED_SCHEMA}.{sql_identifier(table)}").fetchone()[0]
+        if is_published
+        else 0
+    )
+    lost = old_rows - new_rows
+    share = lost / old_rows if old_rows else 0.0
+    shrank_too_much = share > config.max_shrink
+    passed = not shrank_too_much or config.allow_shrink
+    if shrank_too_much:
+        description = (
+            f"{table} would go from {old_rows:,} published rows to {new_rows:,}: {share:.0%} fewer, "
+            f"more than the {config.max_shrink:.0%} allowed (max_shrink). "
+            + (
+                "Accepted because the run config sets allow_shrink."
+                if config.allow_shrink
+                else "If the smaller file is right, materialize again with allow_shrink: true "
+                "in the run config; otherwise export the file again."
+            )
+        )
+    else:
+        description = None
+    return AssetCheckResult(
+        asset_key=_asset_key(table),
+        check_name="row_count_did_not_shrink",
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"published_rows": old_rows, "loaded_rows": new_rows, "lost_share": round(share, 4)},
+    )
+
+
+def _checks_of(table: RawTable) -> list[RawCheck]:
+    checks = [_id_check(table), _shrink_check(table)]
+    if table.accepted_values:
+        checks.append(_accepted_values_check(table))
+    return checks
+
+
+RAW_CHECKS: tuple[RawCheck, ...] = (
+    *(check for table in RAW_TABLES for check in _checks_of(table)),
+    _reference_check("raw_orders", "user_id", "raw_customers", "id"),
+    _every_order_is_paid(),
+    _reference_check("raw_payments", "order_id", "raw_orders", "id"),
+    _amount_check(),
+)

@@ -1,0 +1,162 @@
+"""Each blocking check on the raw data, one level down: load files into the build schema, run it.
+
+The end-to-end consequences (nothing published, the run's failure message) are in
+test_bad_data.py; here each check's verdict, row count and message.
+"""
+
+import pytest
+
+from dagster_project.raw_checks import RAW_CHECKS
+from dagster_project.raw_load import RAW_TABLES, RawLoadConfig, load_csv
+from tests.conftest import load_sample_tables
+
+TABLES = {table.name: table for table in RAW_TABLES}
+CHECKS = {(check.table, check.name): check for check in RAW_CHECKS}
+HEADERS = {
+    "raw_customers": "id,first_name,last_name\n",
+    "raw_orders": "id,user_id,order_date,status\n",
+    "raw_payments": "id,order_id,payment_method,amount\n",
+}
+
+
+@pytest.fixture
+def conn(project_env):
+    """A warehouse whose published and build schemas hold the sample tables."""
+    with project_env.warehouse().get_connection() as conn:
+        load_sample_tables(conn)
+        yield conn
+
+
+def run_check(conn, tmp_path, table: str, rows: str, check: str, **config):
+    path = tmp_path / f"{table}.csv"
+    path.write_text(HEADERS[table] + rows, encoding="utf-8")
+    load_csv(conn, TABLES[table], path, allow_empty=False)
+    return CHECKS[(table, check)].run(conn, RawLoadConfig(**config))
+
+
+def test_every_check_is_blocking_with_error_severity():
+    assert {check.name for check in RAW_CHECKS} == {
+        "id_is_unique_and_not_null",
+        "row_count_did_not_shrink",
+        "status_is_accepted",
+        "payment_method_is_accepted",
+        "user_id_exists_in_raw_customers",
+        "every_order_has_a_payment",
+        "order_id_exists_in_raw_orders",
+        "amount_is_not_null_or_negative",
+    }
+    assert all(check.spec.blocking for check in RAW_CHECKS)
+
+
+def test_the_sample_data_passes_every_check(conn):
+    results = [check.run(conn, RawLoadConfig()) for check in RAW_CHECKS]
+    assert [(r.asset_key.to_user_string(), r.check_name) for r in results if not r.passed] == []
+
+
+@pytest.mark.parametrize(
+    ("rows", "failing_rows", "described"),
+    [
+        (
+            "1,1,2018-01-01,placed\n1,2,2018-01-02,placed\n2,3,2018-01-03,placed\n",
+            2,
+            "2 row(s) of raw_orders have a missing or repeated id: id 1 (2 rows).",
+        ),
+        (
+            "1,1,2018-01-01,placed\n,2,2018-01-02,placed\n",
+            1,
+            "1 row(s) of raw_orders have a missing or repeated id: id null (1 row).",
+        ),
+    ],
+    ids=["duplicate_id", "null_id"],
+)
+def test_a_duplicate_or_null_id_fails_the_id_check(conn, tmp_path, rows, failing_rows, described):
+    result = run_check(conn, tmp_path, "raw_orders", rows, "id_is_unique_and_not_null", allow_shrink=True)
+    assert not result.passed
+    assert result.metadata["failing_rows"].value == failing_rows
+    assert result.description == described
+
+
+def test_an_unknown_order_status_fails_naming_the_value_and_its_rows(conn, tmp_path):
+    rows = "1,1,2018-01-01,placed\n2,1,2018-01-02,lost\n3,2,2018-01-03,lost\n"
+    result = run_check(conn, tmp_path, "raw_orders", rows, "status_is_accepted", allow_shrink=True)
+    assert not result.passed
+    assert result.metadata["failing_rows"].value == 2
+    assert "| lost | 2 |" in result.metadata["sample"].value
+    assert result.description.startswith("2 row(s) of raw_orders have a status outside the accepted values")
+    assert result.description.endswith(": status 'lost' (2 rows).")
+
+
+def test_an_unknown_payment_method_fails(conn, tmp_path):
+    rows = "1,1,credit_card,100\n2,1,bitcoin,200\n"
+    result = run_check(conn, tmp_path, "raw_payments", rows, "payment_method_is_accepted", allow_shrink=True)
+    assert result.description.endswith(": payment_method 'bitcoin' (1 row).")
+
+
+def test_an_order_of_an_unknown_customer_fails_the_reference_check(conn, tmp_path):
+    rows = "1,1,2018-01-01,placed\n2,999,2018-01-02,placed\n"
+    result = run_check(
+        conn, tmp_path, "raw_orders", rows, "user_id_exists_in_raw_customers", allow_shrink=True
+    )
+    assert result.description == (
+        "1 row(s) of raw_orders have a user_id that is not an id in raw_customers: user_id 999 (1 row)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [("-500", "amount -500 (1 row)"), ("", "amount null (1 row)")],
+    ids=["negative", "null"],
+)
+def test_a_negative_or_missing_amount_fails_the_amount_check(conn, tmp_path, amount, shown):
+    rows = "1,1,credit_card,1000\n2,2,coupon,0\n" + f"3,3,coupon,{amount}\n"
+    result = run_check(
+        conn, tmp_path, "raw_payments", rows, "amount_is_not_null_or_negative", allow_shrink=True
+    )
+    assert not result.passed
+    assert result.description == f"1 row(s) of raw_payments have a missing or negative amount: {shown}."
+
+
+def test_an_order_without_a_payment_fails_naming_the_order(conn, project_env, tmp_path):
+    payments = (project_env.data_dir / "raw_payments.csv").read_text(encoding="utf-8").splitlines()
+    rows = "".join(f"{line}\n" for line in payments[1:] if line.split(",")[1] != "99")
+    result = run_check(conn, tmp_path, "raw_payments", rows, "order_id_exists_in_raw_orders")
+    assert result.passed
+    result = CHECKS[("raw_orders", "every_order_has_a_payment")].run(conn, RawLoadConfig())
+    assert not result.passed
+    assert result.description == "1 row(s) of raw_orders have no payment in raw_payments: id 99 (1 row)."
+
+
+def test_a_load_that_halves_a_table_fails_giving_the_numbers(conn, tmp_path):
+    rows = "".join(f"{n},Ann,B.\n" for n in range(1, 50))
+    result = run_check(conn, tmp_path, "raw_customers", rows, "row_count_did_not_shrink")
+    assert not result.passed
+    assert result.description.startswith(
+        "raw_customers would go from 100 published rows to 49: 51% fewer, more than the 50% allowed"
+    )
+    assert "materialize again with allow_shrink: true in the run config" in result.description
+    assert result.metadata["published_rows"].value == 100
+    assert result.metadata["loaded_rows"].value == 49
+
+
+def test_a_shrink_within_the_limit_or_allowed_by_the_run_config_passes(conn, tmp_path):
+    half = "".join(f"{n},Ann,B.\n" for n in range(1, 51))
+    assert run_check(conn, tmp_path, "raw_customers", half, "row_count_did_not_shrink").passed
+    tenth = "".join(f"{n},Ann,B.\n" for n in range(1, 11))
+    assert not run_check(
+        conn, tmp_path, "raw_customers", tenth, "row_count_did_not_shrink", max_shrink=0.8
+    ).passed
+    allowed = run_check(conn, tmp_path, "raw_customers", tenth, "row_count_did_not_shrink", allow_shrink=True)
+    assert allowed.passed
+    assert allowed.description.endswith("Accepted because the run config sets allow_shrink.")
+
+
+def test_a_check_against_a_table_never_loaded_fails_saying_what_to_materialize(project_env, tmp_path):
+    with project_env.warehouse().get_connection() as conn:
+        result = run_check(
+            conn, tmp_path, "raw_orders", "1,1,2018-01-01,placed\n", "every_order_has_a_payment"
+        )
+    assert not result.passed
+    assert result.description == (
+        "raw_orders cannot be checked against raw_payments, which has never been loaded. "
+        "Materialize raw_payments together with raw_orders (or Materialize all)."
+    )
