@@ -27,20 +27,22 @@ def failure_summary(results: Iterable[AssetCheckResult], what: str) -> str:
     )
 
 
-def restore_catalog(context: AssetExecutionContext, asset_names: Iterable[str]) -> None:
-    """Restate the last published materialization of each asset this run recorded but did not publish."""
+def restore_catalog(context: AssetExecutionContext, asset_names: Iterable[str], failed_run_id: str) -> None:
+    """Restate the last published materialization of each asset ``failed_run_id`` recorded but did not publish."""
     instance = context.instance
-    run_id = context.op_execution_context.run_id
+    run_id = failed_run_id
     for name in asset_names:
         key = AssetKey(name)
         records = instance.fetch_materializations(key, limit=20).records
-        if not any(record.run_id == run_id for record in records):
+        # Only when the failed run's materialization is the latest: a later publish has already
+        # put the catalog right.
+        if not records or records[0].run_id != run_id:
             continue
         previous = next((record for record in records if record.run_id != run_id), None)
         if previous is None:
             # Never published before this run: no materialization of it may stand.
             instance.wipe_assets([key])
-            context.log.info(f"{name} was never published; removed this run's materialization of it.")
+            context.log.info(f"{name} was never published; removed run {run_id[:8]}'s materialization of it.")
             continue
         materialization = previous.asset_materialization
         context.log_event(

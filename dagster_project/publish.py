@@ -57,19 +57,23 @@ def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"create table if not exists {_VIEWS} (name varchar primary key, view_sql varchar)")
 
 
-def start(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[str]:
+def start(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, list[str]]:
     """Make the build schema match ``main`` again where an earlier run left it different.
 
-    Returns the names restored: objects of a run that failed without cleaning up (killed).
+    Returns, per earlier run, the names restored: what a run that died without cleaning up
+    (killed, out of memory) had written and not published.
     """
     ensure_schemas(conn)
     stale = conn.execute(
-        f"select distinct name from {_PENDING} where run_id <> {sql_string(run_id)} order by name"
+        f"select run_id, name from {_PENDING} where run_id <> {sql_string(run_id)} order by run_id, name"
     ).fetchall()
-    names = [name for (name,) in stale]
+    by_run: dict[str, list[str]] = {}
+    for stale_run, name in stale:
+        by_run.setdefault(stale_run, []).append(name)
+    names = sorted({name for _, name in stale})
     if names:
         _restore(conn, names, forget=f"run_id <> {sql_string(run_id)}")
-    return names
+    return by_run
 
 
 def stage(conn: duckdb.DuckDBPyConnection, run_id: str, built: list[Built]) -> None:

@@ -6,12 +6,16 @@ before and after. It also checks that Dagster's catalog agrees with the warehous
 materialization of every table asset reports the published table's row count.
 """
 
+import shutil
+import signal
 from pathlib import Path
 
+import psutil
 import pytest
 from dagster import AssetKey, DagsterEventType
 
-from tests.conftest import make_project_env
+from tests.conftest import ProjectEnv, make_project_env
+from tests.processes import WAIT_TIMEOUT, start_materialize, wait_for
 
 TABLE_ASSETS = ("raw_customers", "raw_orders", "raw_payments", "customers", "orders")
 VIEW_ASSETS = ("stg_customers", "stg_orders", "stg_payments")
@@ -42,14 +46,45 @@ def latest_runs(instance) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def good(tmp_path):
-    """A project after one successful Materialize all: (env, instance, what users read)."""
+@pytest.fixture(scope="module")
+def good_template(tmp_path_factory) -> Path:
+    """One successful Materialize all, run once; each test gets its own copy of the result."""
+    root = tmp_path_factory.mktemp("good") / "project"
     with pytest.MonkeyPatch.context() as monkeypatch:
-        env = make_project_env(tmp_path, monkeypatch)
+        env = make_project_env(root, monkeypatch)
         with env.instance() as instance:
             assert env.run_job(instance).success
-            yield env, instance, published(env)
+    return root
+
+
+@pytest.fixture
+def good(good_template, tmp_path, monkeypatch):
+    """A project after one successful Materialize all: (env, instance, what users read).
+
+    A copy of the template's files (data, DuckDB file, DAGSTER_HOME, chart), so no test sees
+    what another one did.
+    """
+    root = tmp_path / "project"
+    shutil.copytree(good_template, root)
+    env = ProjectEnv(
+        root=root,
+        data_dir=root / "data",
+        database=root / "warehouse" / "jaffle.duckdb",
+        chart_dir=root / "charts",
+        dagster_home=root / "dagster_home",
+    )
+    for name, value in env.variables.items():
+        monkeypatch.setenv(name, value)
+    with env.instance() as instance:
+        yield env, instance, published(env)
+
+
+def dbt_processes(pid: int) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(pid).children(recursive=True)
+        if any(part.endswith("dbt") for part in child.cmdline()[:2])
+    ]
 
 
 def replace_file(path: Path, text: str) -> None:
@@ -180,3 +215,32 @@ def test_materialize_selected_on_customers_builds_on_published_data_only(good):
     assert result.success
     assert published(env) == before
     assert_catalog_matches_warehouse(env, instance)
+
+
+def test_a_run_killed_during_dbt_publishes_nothing_and_the_next_run_repairs_build_and_catalog(good):
+    env, instance, before = good
+    # A valid new order and its payment: the raw tables would grow by one row each.
+    orders, payments = env.data_dir / "raw_orders.csv", env.data_dir / "raw_payments.csv"
+    replace_file(orders, orders.read_text(encoding="utf-8") + "100,1,2018-04-10,placed\n")
+    replace_file(payments, payments.read_text(encoding="utf-8") + "114,100,coupon,500\n")
+    run = start_materialize(env, env.root / "killed.log")
+    try:
+        (dbt,) = wait_for(lambda: dbt_processes(run.pid), "dbt to start")
+        run.send_signal(signal.SIGKILL)
+        dbt.kill()
+        run.wait(timeout=WAIT_TIMEOUT)
+    finally:
+        run.kill()
+
+    assert published(env) == before
+    # The dead run had recorded raw materializations (100 orders) that were never published.
+    killed = instance.get_latest_materialization_event(AssetKey("raw_orders"))
+    assert killed.asset_materialization.metadata["dagster/row_count"].value == 100
+
+    result = env.run_job(instance, asset_selection=[AssetKey("customers")])
+
+    assert result.success
+    assert published(env) == before
+    assert_catalog_matches_warehouse(env, instance)
+    log = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("ended without publishing or cleaning up; restored raw_customers" in m for m in log)

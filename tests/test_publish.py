@@ -54,7 +54,7 @@ def test_the_next_run_restores_what_a_killed_run_left_unpublished(conn):
     build(conn, "run-1", 500)
     publish.publish(conn, "run-1")
     build(conn, "killed", 700)  # then the process died: no publish, no discard
-    assert publish.start(conn, "run-3") == ["mart", "raw", "stg"]
+    assert publish.start(conn, "run-3") == {"killed": ["mart", "raw", "stg"]}
     assert read(conn, "jaffle_build") == (500, 5, 5)
     assert publish.pending(conn, "killed") == []
 

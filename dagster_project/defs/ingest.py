@@ -18,7 +18,7 @@ from dagster import (
     multi_asset,
 )
 
-from dagster_project import publish
+from dagster_project import publish, steps
 from dagster_project.catalog import failure_summary
 from dagster_project.data_source import DataSource
 from dagster_project.raw_checks import RAW_CHECKS
@@ -56,11 +56,9 @@ def raw_tables(
     tables = [table for table in RAW_TABLES if AssetKey(table.name) in context.selected_asset_keys]
     checks = [check for check in RAW_CHECKS if check.key in context.selected_asset_check_keys]
     run_id = context.op_execution_context.run_id
-    duckdb.hold_for_run(run_id, context.log.info)
+    steps.begin(context, duckdb)
     loaded = {}
     with duckdb.get_connection() as conn:
-        if restored := publish.start(conn, run_id):
-            context.log.info(f"Restored {', '.join(restored)} in the build schema, left by a run that died.")
         try:
             for table in tables:
                 path = data_source.local_path(table.file_name)
@@ -75,6 +73,7 @@ def raw_tables(
             raise
         failed = [result for result in results if not result.passed]
         if failed:
+            # Nothing was recorded yet for this run's tables, so the catalog needs no repair.
             publish.discard(conn, run_id)
         elif not publishes_after_dbt(context):
             publish.publish(conn, run_id)

@@ -11,8 +11,8 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext,
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 from packaging import version
 
-from dagster_project import publish
-from dagster_project.catalog import failure_summary, restore_catalog
+from dagster_project import publish, steps
+from dagster_project.catalog import failure_summary
 from dagster_project.dbt_project import dbt_vars, jaffle_shop_project
 from dagster_project.warehouse import (
     DUCKDB_POOL,
@@ -123,21 +123,15 @@ def build_and_publish(
             failed_checks.append(event)
         yield event
 
-    run_id = context.op_execution_context.run_id
-    succeeded = invocation.is_successful() and not failed_checks
-    with duckdb.get_connection() as conn:
-        if succeeded:
-            built = _built(invocation, [unique_id for unique_id, _ in held])
-            publish.stage(conn, run_id, built)
-            published = publish.publish(conn, run_id)
-            context.log.info(f"Published {', '.join(published)}.")
-            metadata = _table_metadata(conn, [item.name for item in built])
-        else:
-            raw_tables = [item.name for item in publish.pending(conn, run_id)]
-            publish.discard(conn, run_id)
-    if not succeeded:
-        restore_catalog(context, raw_tables)
+    if not invocation.is_successful() or failed_checks:
         raise Failure(description=_failure_description(invocation, failed_checks))
+    run_id = context.op_execution_context.run_id
+    with duckdb.get_connection() as conn:
+        built = _built(invocation, [unique_id for unique_id, _ in held])
+        publish.stage(conn, run_id, built)
+        published = publish.publish(conn, run_id)
+        context.log.info(f"Published {', '.join(published)}.")
+        metadata = _table_metadata(conn, [item.name for item in built])
     for (_, event), item in zip(held, built, strict=True):
         yield event.with_metadata({**event.metadata, **metadata[item.name]})
 
@@ -157,20 +151,21 @@ def _failure_description(invocation: DbtCliInvocation, failed_checks: list[Asset
     pool=DUCKDB_POOL,
 )
 def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
-    run_id = context.op_execution_context.run_id
-    duckdb.hold_for_run(run_id, context.log.info)
-    # Opening the file first turns a lock held by another program into our clear, bounded
-    # error instead of dbt's, which arrives only after dbt has parsed and connected.
-    with duckdb.get_connection() as conn:
-        if restored := publish.start(conn, run_id):
-            context.log.info(f"Restored {', '.join(restored)} in the build schema, left by a run that died.")
-    # dagster-dbt gives every run its own target folder and never removes it (2 MB a run);
-    # the events are streamed into Dagster, so nothing in it is needed after the step.
-    with tempfile.TemporaryDirectory(prefix="dbt-target-") as target_path:
-        invocation = dbt.cli(
-            ["build", *dbt_vars(duckdb.database)],
-            context=context,
-            target_path=Path(target_path),
-            raise_on_error=False,
-        )
-        yield from build_and_publish(context, invocation, duckdb)
+    # Opening the file first (in begin) turns a lock held by another program into our clear,
+    # bounded error instead of dbt's, which arrives only after dbt has parsed and connected.
+    steps.begin(context, duckdb)
+    try:
+        # dagster-dbt gives every run its own target folder and never removes it (2 MB a run);
+        # the events are streamed into Dagster, so nothing in it is needed after the step.
+        with tempfile.TemporaryDirectory(prefix="dbt-target-") as target_path:
+            invocation = dbt.cli(
+                ["build", *dbt_vars(duckdb.database)],
+                context=context,
+                target_path=Path(target_path),
+                raise_on_error=False,
+            )
+            yield from build_and_publish(context, invocation, duckdb)
+    except BaseException:
+        # A failed test, a dbt error, Terminate in the UI: nothing this run wrote stays.
+        steps.abandon(context, duckdb)
+        raise
