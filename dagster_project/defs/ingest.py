@@ -27,6 +27,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
 from dagster_project.csv_errors import RawFileError, describe_csv_error
 from dagster_project.data_source import DataSource
 from dagster_project.warehouse import (
@@ -55,9 +56,6 @@ class RawTable:
     def file_name(self) -> str:
         return f"{self.name}.csv"
 
-
-ORDER_STATUSES = ("placed", "shipped", "completed", "return_pending", "returned")
-PAYMENT_METHODS = ("credit_card", "coupon", "bank_transfer", "gift_card")
 
 RAW_TABLES = (
     RawTable("raw_customers", {"id": "INTEGER", "first_name": "VARCHAR", "last_name": "VARCHAR"}),
