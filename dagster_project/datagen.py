@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 
+from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
+
 # Per unit of scale, as in the bundled sample.
 CUSTOMERS, ORDERS, PAYMENTS = 100, 99, 113
 
@@ -108,7 +110,7 @@ RAW_CUSTOMERS = """
 """
 
 # Orders are numbered in date order over two years, as a shop's order ids are. The newest
-# are still placed or shipped; returns come from older orders. Percentages follow the sample.
+# are still placed or shipped; returns come from older orders.
 # Uniform user_ids give each customer Poisson(0.99) orders: about 37% have none.
 RAW_ORDERS = """
     select
@@ -116,37 +118,65 @@ RAW_ORDERS = """
         1 + draw('user_id', id, $customers) as user_id,
         date '2018-01-01' + ((id - 1) * 730 // $orders)::integer as order_date,
         case
-            when id > $orders * 0.93 then 'placed'
-            when id > $orders * 0.85 then 'shipped'
-            when draw('status', id, 100) < 4 then 'returned'
-            when draw('status', id, 100) < 6 then 'return_pending'
-            else 'completed'
+            when {newest} then {newest_status}
+            else {older_status}
         end as status
     from ids where id <= $orders
 """
 
 # Every order gets one payment; the remaining ones go to random orders, so about one
-# order in eight is paid in several parts. Amounts are whole dollars up to 30, in cents,
-# as in the sample.
+# order in eight is paid in several parts. Amounts are in cents up to $30, as in the sample,
+# and most are not whole dollars.
 RAW_PAYMENTS = """
     select
         id,
         case when id <= $orders then id else 1 + draw('order_id', id, $orders) end as order_id,
-        case
-            when draw('payment_method', id, 100) < 49 then 'credit_card'
-            when draw('payment_method', id, 100) < 78 then 'bank_transfer'
-            when draw('payment_method', id, 100) < 89 then 'coupon'
-            else 'gift_card'
-        end as payment_method,
-        100 * draw('amount', id, 31) as amount
+        {payment_method} as payment_method,
+        draw('amount', id, 3001) as amount
     from ids where id <= $payments
 """
 
-TABLES = {
-    "raw_customers": RAW_CUSTOMERS,
-    "raw_orders": RAW_ORDERS,
-    "raw_payments": RAW_PAYMENTS,
-}
+# Percentages follow the sample. The names are the dbt project's accepted values
+# (accepted_values.py); each needs a percentage here.
+NEWEST_STATUS_PERCENT = {"placed": 7, "shipped": 8}  # of all orders, newest first
+OLDER_STATUS_PERCENT = {"returned": 4, "return_pending": 2, "completed": 94}  # of the older orders
+PAYMENT_METHOD_PERCENT = {"credit_card": 49, "bank_transfer": 29, "coupon": 11, "gift_card": 11}
+
+
+def raw_orders_query() -> str:
+    statuses = NEWEST_STATUS_PERCENT | OLDER_STATUS_PERCENT
+    check_percentages(statuses, ORDER_STATUSES, "order_statuses")
+    # Percent of the way from the newest order back to the oldest, in [0, 100).
+    recency = "($orders - id) * 100 // $orders"
+    return RAW_ORDERS.format(
+        newest=f"{recency} < {sum(NEWEST_STATUS_PERCENT.values())}",
+        newest_status=pick(recency, NEWEST_STATUS_PERCENT),
+        older_status=pick("draw('status', id, 100)", OLDER_STATUS_PERCENT),
+    )
+
+
+def raw_payments_query() -> str:
+    check_percentages(PAYMENT_METHOD_PERCENT, PAYMENT_METHODS, "payment_methods")
+    return RAW_PAYMENTS.format(payment_method=pick("draw('payment_method', id, 100)", PAYMENT_METHOD_PERCENT))
+
+
+def pick(percentile: str, percent: dict[str, int]) -> str:
+    """SQL naming a row's value: the first whose running total of `percent` exceeds `percentile`."""
+    cases, total = [], 0
+    for name, share in percent.items():
+        total += share
+        quoted = name.replace("'", "''")
+        cases.append(f"when {percentile} < {total} then '{quoted}'")
+    return f"case {' '.join(cases)} end"
+
+
+def check_percentages(percent: dict[str, int], accepted: tuple[str, ...], var: str) -> None:
+    if set(percent) != set(accepted):
+        raise ValueError(
+            f"The dbt var {var} in jaffle_shop/dbt_project.yml lists {', '.join(accepted)}, but "
+            f"dagster_project/datagen.py has percentages for {', '.join(percent)}: "
+            "give each accepted value a percentage there, and none other."
+        )
 
 
 def generate(scale: int, out: Path, seed: int = 0) -> dict[str, int]:
@@ -160,6 +190,11 @@ def generate(scale: int, out: Path, seed: int = 0) -> dict[str, int]:
     }
     # DuckDB draws its progress bar on stdout, even when stdout is a file or a pipe.
     on_terminal = sys.stdout.isatty()
+    tables = {
+        "raw_customers": RAW_CUSTOMERS,
+        "raw_orders": raw_orders_query(),
+        "raw_payments": raw_payments_query(),
+    }
     counts = {}
     with duckdb.connect() as con:
         con.execute(f"set enable_progress_bar = {on_terminal}")
@@ -170,7 +205,7 @@ def generate(scale: int, out: Path, seed: int = 0) -> dict[str, int]:
         # core but runs range() on one, and that halves the time to write the files.
         # Payments is the longest table; the others take the first ids.
         con.execute("create table ids as select range as id from range(1, ? + 1)", [params["payments"]])
-        for table, query in TABLES.items():
+        for table, query in tables.items():
             path = out / f"{table}.csv"
             if on_terminal:
                 print(f"Writing {path}")

@@ -13,6 +13,7 @@ import duckdb
 from dagster import Config
 from pydantic import Field
 
+from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
 from dagster_project.csv_errors import RawFileError, describe_csv_error
 from dagster_project.publish import BUILD_SCHEMA, ensure_schemas
 from dagster_project.warehouse import sql_identifier, sql_string
@@ -39,9 +40,6 @@ class RawTable:
         """Where a run loads the file: the private build schema."""
         return f"{BUILD_SCHEMA}.{self.name}"
 
-
-ORDER_STATUSES = ("placed", "shipped", "completed", "return_pending", "returned")
-PAYMENT_METHODS = ("credit_card", "coupon", "bank_transfer", "gift_card")
 
 RAW_TABLES = (
     RawTable("raw_customers", {"id": "INTEGER", "first_name": "VARCHAR", "last_name": "VARCHAR"}),

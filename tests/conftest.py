@@ -68,7 +68,13 @@ def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
     publish.publish(conn, "tests")
 
 
-def make_project_env(root: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> ProjectEnv:
+# dbt-labs' classic raw data, unchanged: whole-dollar amounts (the sample adds cents).
+CLASSIC_DATA_DIR = Path(__file__).parent / "fixtures" / "classic"
+
+
+def make_project_env(
+    root: Path, monkeypatch: pytest.MonkeyPatch | None = None, data: Path = SAMPLE_DATA_DIR
+) -> ProjectEnv:
     env = ProjectEnv(
         root=root,
         data_dir=root / "data",
@@ -76,7 +82,7 @@ def make_project_env(root: Path, monkeypatch: pytest.MonkeyPatch | None = None) 
         chart_dir=root / "charts",
         dagster_home=root / "dagster_home",
     )
-    shutil.copytree(SAMPLE_DATA_DIR, env.data_dir)
+    shutil.copytree(data, env.data_dir)
     env.dagster_home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", env.dagster_home / "dagster.yaml")
     if monkeypatch is not None:
@@ -108,6 +114,15 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullRun]:
     """Materialize all once on the bundled sample data; the tests in a module only read it."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         env = make_project_env(tmp_path_factory.mktemp("sample_run"), monkeypatch)
+        with env.instance() as instance:
+            yield FullRun(env, instance, env.run_job(instance))
+
+
+@pytest.fixture(scope="module")
+def classic_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullRun]:
+    """Materialize all once on dbt-labs' classic data, to compare with the classic jaffle shop."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        env = make_project_env(tmp_path_factory.mktemp("classic_run"), monkeypatch, CLASSIC_DATA_DIR)
         with env.instance() as instance:
             yield FullRun(env, instance, env.run_job(instance))
 

@@ -206,8 +206,9 @@ def test_materialize_selected_on_customers_builds_on_published_data_only(good):
     # A run that failed its raw checks left nothing behind in the build schema, so a later run
     # of the marts alone rebuilds them from the published raw tables, not from the bad file.
     env, instance, before = good
-    sample = (env.data_dir / "raw_payments.csv").read_text(encoding="utf-8")
-    replace_file(env.data_dir / "raw_payments.csv", sample.replace(",1000\n", ",-1000\n", 1))
+    header, first, *rest = (env.data_dir / "raw_payments.csv").read_text(encoding="utf-8").splitlines()
+    negative = first.rsplit(",", 1)[0] + ",-1000"
+    replace_file(env.data_dir / "raw_payments.csv", "\n".join([header, negative, *rest]) + "\n")
     assert not env.run_job(instance).success
 
     result = env.run_job(instance, asset_selection=[AssetKey("customers"), AssetKey("orders")])

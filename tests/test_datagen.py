@@ -5,10 +5,9 @@ import re
 import duckdb
 import pytest
 
+from dagster_project import datagen
+from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
 from dagster_project.datagen import generate, main
-
-STATUSES = {"placed", "shipped", "completed", "return_pending", "returned"}
-PAYMENT_METHODS = {"credit_card", "coupon", "bank_transfer", "gift_card"}
 
 
 def load(out):
@@ -76,10 +75,34 @@ def test_every_status_and_payment_method_appears_in_the_default_sample_sized_dat
     generate(1, tmp_path)
     con = load(tmp_path)
 
-    assert {s for (s,) in con.sql("select distinct status from raw_orders").fetchall()} == STATUSES
-    assert {
-        m for (m,) in con.sql("select distinct payment_method from raw_payments").fetchall()
-    } == PAYMENT_METHODS
+    def distinct(column, table):
+        return {value for (value,) in con.sql(f"select distinct {column} from {table}").fetchall()}
+
+    assert distinct("status", "raw_orders") == set(ORDER_STATUSES)
+    assert distinct("payment_method", "raw_payments") == set(PAYMENT_METHODS)
+
+
+def test_an_accepted_value_without_a_percentage_is_refused_with_a_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(datagen, "PAYMENT_METHODS", (*PAYMENT_METHODS, "voucher"))
+
+    with pytest.raises(ValueError) as error:
+        generate(1, tmp_path)
+
+    assert str(error.value) == (
+        "The dbt var payment_methods in jaffle_shop/dbt_project.yml lists "
+        "credit_card, coupon, bank_transfer, gift_card, voucher, but dagster_project/datagen.py "
+        "has percentages for credit_card, bank_transfer, coupon, gift_card: "
+        "give each accepted value a percentage there, and none other."
+    )
+
+
+def test_amounts_are_integer_cents_up_to_thirty_dollars_and_mostly_not_whole_dollars(tmp_path):
+    generate(1, tmp_path)
+    cents = [amount for (amount,) in load(tmp_path).sql("select amount from raw_payments").fetchall()]
+
+    assert min(cents) >= 0
+    assert max(cents) <= 3000
+    assert sum(amount % 100 != 0 for amount in cents) > 0.9 * len(cents)
 
 
 def test_customers_order_zero_to_five_or_more_times_and_about_a_third_never_order(tmp_path):

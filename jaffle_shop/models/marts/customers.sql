@@ -37,7 +37,7 @@ customer_payments as (
 
     select
         orders.customer_id,
-        sum(payments.amount) as total_amount
+        cast(sum(payments.amount) as numeric(16, 2)) as total_amount
 
     from payments
 

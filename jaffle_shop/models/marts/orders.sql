@@ -1,4 +1,4 @@
-{% set payment_methods = ['credit_card', 'coupon', 'bank_transfer', 'gift_card'] %}
+{% set payment_methods = var('payment_methods') %}
 
 with
 
@@ -19,13 +19,15 @@ order_payments as (
     select
         order_id,
 
+        -- A sum of numeric(16, 2) widens to numeric(38, 2); the marts keep the staging type.
         {% for payment_method in payment_methods -%}
-            sum(
-                case when payment_method = '{{ payment_method }}' then amount else 0 end
+            cast(
+                sum(case when payment_method = '{{ payment_method }}' then amount else 0 end)
+                as numeric(16, 2)
             ) as {{ payment_method }}_amount,
         {% endfor -%}
 
-        sum(amount) as total_amount
+        cast(sum(amount) as numeric(16, 2)) as total_amount
 
     from payments
 

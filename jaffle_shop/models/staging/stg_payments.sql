@@ -13,8 +13,8 @@ renamed as (
         order_id,
         payment_method,
 
-        -- amount is stored in cents; the marts report dollars
-        amount / 100 as amount
+        -- amount is stored in cents; the marts report exact dollars
+        {{ cents_to_dollars('amount') }} as amount
 
     from source
 

@@ -1,0 +1,67 @@
+"""One list of accepted order statuses and payment methods: the vars in jaffle_shop/dbt_project.yml."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dagster_project.accepted_values import (
+    ORDER_STATUSES,
+    PAYMENT_METHODS,
+    AcceptedValuesError,
+    read_var_list,
+)
+from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT
+
+
+def test_python_reads_the_statuses_and_payment_methods_of_the_dbt_vars():
+    assert ORDER_STATUSES == ("placed", "shipped", "completed", "return_pending", "returned")
+    assert PAYMENT_METHODS == ("credit_card", "coupon", "bank_transfer", "gift_card")
+
+
+def test_every_accepted_values_dbt_test_takes_its_list_from_the_dbt_vars():
+    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text(encoding="utf-8"))
+    values = {
+        node["name"]: node["test_metadata"]["kwargs"]["values"]
+        for node in manifest["nodes"].values()
+        if node.get("test_metadata", {}).get("name") == "accepted_values"
+    }
+
+    assert values == {
+        "accepted_values_stg_orders_status": "{{ var('order_statuses') }}",
+        "accepted_values_orders_status": "{{ var('order_statuses') }}",
+        "accepted_values_stg_payments_payment_method": "{{ var('payment_methods') }}",
+    }
+
+
+@pytest.mark.parametrize(
+    "project_yml",
+    [
+        "name: jaffle_shop\n",
+        "vars:\n  order_statuses: placed\n",
+        "vars:\n  order_statuses: []\n",
+    ],
+    ids=["missing", "not a list", "empty"],
+)
+def test_a_missing_or_malformed_var_is_refused_naming_the_file_and_the_fix(tmp_path, project_yml):
+    path = tmp_path / "dbt_project.yml"
+    path.write_text(project_yml, encoding="utf-8")
+
+    with pytest.raises(AcceptedValuesError) as error:
+        read_var_list(path, "order_statuses")
+
+    assert str(error.value).startswith(f"{path}: vars: order_statuses must be a list of names")
+    assert "Fix it there: the dbt tests, the raw-table checks and the data generator all read it." in str(
+        error.value
+    )
+
+
+def test_the_data_generator_reads_the_list_without_importing_dagster():
+    # Importing dagster takes about 2 s; `python -m dagster_project.datagen` should start at once.
+    code = "import sys, dagster_project.datagen; print('dagster' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout == "False\n"
