@@ -11,12 +11,25 @@ SCALE ?= 1
 # The venv's tools come first, so `dbt` is always the locked one (dagster-dbt runs `dbt` from PATH).
 export PATH := $(BIN):$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+UI_PORT ?= 3000
+# The project's own Dagster home, unless you set DAGSTER_HOME. deploy/dagster.yaml holds its settings.
+PROJECT_DAGSTER_HOME := $(CURDIR)/.dagster_home
+INSTANCE_TEMPLATE := deploy/dagster.yaml
+ifeq ($(strip $(DAGSTER_HOME)),)
+export DAGSTER_HOME := $(PROJECT_DAGSTER_HOME)
+endif
+# make writes instance settings only into its own home: a DAGSTER_HOME you set is yours alone.
+ifeq ($(abspath $(DAGSTER_HOME)),$(PROJECT_DAGSTER_HOME))
+INSTANCE_CONFIG := $(PROJECT_DAGSTER_HOME)/dagster.yaml
+else
+INSTANCE_CONFIG := your-dagster-home
+endif
 
-.PHONY: run test lint materialize chart bench setup browser clean
+.PHONY: run test lint materialize chart bench setup browser clean your-dagster-home
 
+# `dg dev` is `dagster dev` (which still works) without its warning that `dg dev` supersedes it.
 run: setup
-	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} dagster dev --host 127.0.0.1 --port 3000
+	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} dg dev --host 127.0.0.1 --port $(UI_PORT)
 
 test: setup browser
 	pytest
@@ -36,7 +49,7 @@ chart: setup
 bench: setup
 	python -m bench --scale $(SCALE)
 
-setup: $(VENV)/.synced $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml
+setup: $(VENV)/.synced $(MANIFEST) $(INSTANCE_CONFIG)
 
 # pip installs uv into the venv, so python3 and make are all a fresh machine needs.
 $(VENV)/.synced: pyproject.toml uv.lock
@@ -49,9 +62,16 @@ $(VENV)/.synced: pyproject.toml uv.lock
 $(MANIFEST): $(VENV)/.synced profiles.yml $(DBT_SOURCES)
 	python -m dagster_project.prepare
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+# The project's home holds no settings of anyone else's, so it follows the template.
+$(PROJECT_DAGSTER_HOME)/dagster.yaml: $(INSTANCE_TEMPLATE)
+	mkdir -p $(@D)
+	cp $(INSTANCE_TEMPLATE) $@
+
+# Never written: without a dagster.yaml, Dagster runs on its defaults, so say how to get ours.
+your-dagster-home:
+	@test -f "$(DAGSTER_HOME)/dagster.yaml" || echo "DAGSTER_HOME ($(DAGSTER_HOME)) has no dagster.yaml," \
+	  "so Dagster runs without this project's settings (one DuckDB run at a time, dead runs failed" \
+	  "by themselves); to use them: mkdir -p $(DAGSTER_HOME) && cp $(CURDIR)/$(INSTANCE_TEMPLATE) $(DAGSTER_HOME)/" >&2
 
 # The browser test drives Debian's Chromium; never a downloaded browser build.
 browser:

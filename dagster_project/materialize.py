@@ -4,8 +4,6 @@ import sys
 
 from dagster import DagsterEventType, DagsterInstance
 
-from dagster_project.pool_slots import release_slots_of_dead_runs
-
 
 def main() -> int:
     from dagster_project.definitions import defs
@@ -13,8 +11,6 @@ def main() -> int:
     job = defs.resolve_job_def("jaffle_shop_job")
     # DagsterInstance.get() follows DAGSTER_HOME, so headless runs show up in the UI too.
     with DagsterInstance.get() as instance:
-        for run_id in release_slots_of_dead_runs(instance):
-            print(f"Run {run_id} had died mid-way; released its hold on the DuckDB pool.", file=sys.stderr)
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         if not result.success:
             for event in result.all_events:

@@ -19,6 +19,8 @@ from dagster import EnvVar
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "jaffle_shop"
 SAMPLE_DATA_DIR = REPO_ROOT / "data" / "sample"
+# The instance settings `make` installs into the project's DAGSTER_HOME (tests copy it into theirs).
+INSTANCE_TEMPLATE = REPO_ROOT / "deploy" / "dagster.yaml"
 # The dbt beside this Python, so dbt works whether or not the venv is activated.
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 

@@ -25,7 +25,8 @@ from dagster import InitResourceContext, TableColumn, TableSchema
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
-# Every asset that opens the DuckDB file runs in this pool; dagster.yaml limits it to one slot.
+# Every step that opens the DuckDB file is in this pool; deploy/dagster.yaml lets one run of it
+# through the queue at a time.
 DUCKDB_POOL = "duckdb"
 
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
@@ -66,6 +67,9 @@ def column_schemas(
 
 class DuckDBLockedError(RuntimeError):
     """Another process holds the DuckDB file."""
+
+
+LEASE_TAKEN = "This run now holds the warehouse"
 
 
 class RunLeaseTimeoutError(RuntimeError):
@@ -155,6 +159,7 @@ class WarehouseResource(DuckDBResource):
         lease.write(json.dumps({"run_id": run_id, "pid": os.getpid()}))
         lease.flush()
         self._lease, self._lease_run_id = lease, run_id
+        log(f"{LEASE_TAKEN} {self.database} until this run ends.")
 
     def release_run_lease(self) -> None:
         if self._lease is not None:

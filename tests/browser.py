@@ -176,7 +176,7 @@ def dagster_dev(env: dict[str, str], log: Path, timeout: float = 90) -> Iterator
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "VIRTUAL_ENV": str(VENV_BIN.parent),
     }
-    command = [str(VENV_BIN / "dagster"), "dev", "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(VENV_BIN / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as output:
         # A session of its own, so the whole process tree can be stopped as one group.
         process = subprocess.Popen(

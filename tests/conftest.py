@@ -10,7 +10,7 @@ import pytest
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
 from dagster_project.definitions import build_defs
-from dagster_project.settings import REPO_ROOT, SAMPLE_DATA_DIR, Settings, load_settings
+from dagster_project.settings import INSTANCE_TEMPLATE, SAMPLE_DATA_DIR, Settings, load_settings
 from dagster_project.warehouse import WarehouseResource
 
 
@@ -84,7 +84,7 @@ def make_project_env(
     )
     shutil.copytree(data, env.data_dir)
     env.dagster_home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", env.dagster_home / "dagster.yaml")
+    shutil.copy(INSTANCE_TEMPLATE, env.dagster_home / "dagster.yaml")
     if monkeypatch is not None:
         for name, value in env.variables.items():
             monkeypatch.setenv(name, value)

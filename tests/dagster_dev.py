@@ -1,0 +1,62 @@
+"""What tests ask of the UI that `make run` serves: launch a job, find its run worker, read its log.
+
+Starting and stopping the server is tests/browser.py's `dagster_dev`.
+"""
+
+import re
+from contextlib import suppress
+
+import psutil
+
+from tests.browser import DagsterDev
+from tests.conftest import UIGraphQL
+
+LAUNCH_RUN = """
+mutation ($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+RUN_QUERY = """
+query ($runId: ID!) {
+  runOrError(runId: $runId) {
+    ... on Run { status eventConnection { events { ... on MessageEvent { message } } } }
+  }
+}
+"""
+# A warning from Python (`SupersessionWarning: …`), Dagster's logger (`- WARNING -`) or dg.
+WARNING = re.compile(r"warn", re.IGNORECASE)
+
+
+def launch_job(server: DagsterDev, job_name: str) -> str:
+    """Launch a job as the UI's Launchpad does; return the run id."""
+    params = {"selector": {**UIGraphQL.repository, "jobName": job_name}}
+    launched = server.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def run_status(server: DagsterDev, run_id: str) -> str:
+    return server.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]["status"]
+
+
+def run_messages(server: DagsterDev, run_id: str) -> list[str]:
+    events = server.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]["eventConnection"]["events"]
+    return [event["message"] for event in events if event.get("message")]
+
+
+def run_workers(server: DagsterDev) -> list[psutil.Process]:
+    """The processes the code server spawned to execute runs (multiprocessing's spawn)."""
+    workers = []
+    for process in psutil.Process(server.process.pid).children(recursive=True):
+        with suppress(psutil.NoSuchProcess):
+            if "spawn_main" in " ".join(process.cmdline()):
+                workers.append(process)
+    return workers
+
+
+def warning_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if WARNING.search(line)]

@@ -1,0 +1,109 @@
+"""Dead runs recover by themselves under `make run`: no one terminates or frees anything.
+
+A run whose process is killed outright (SIGKILL, out of memory) is marked failed, which frees
+its place in the queue and in the `duckdb` pool, and the next run succeeds within 2 minutes.
+One UI server, started as `make run` starts it, serves the module: starting it costs the most.
+"""
+
+import re
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from dagster_project.settings import REPO_ROOT
+from tests.browser import (
+    DagsterDev,
+    dagster_dev,
+    run_statuses,
+    wait_for,
+    wait_for_new_run,
+    wait_for_run_to_end,
+)
+from tests.conftest import ProjectEnv, make_project_env
+from tests.dagster_dev import launch_job, run_messages, run_status, run_workers, warning_lines
+from tests.processes import start_materialize
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+JOB = "jaffle_shop_job"
+SET_DUCKDB_POOL_LIMIT = 'mutation { setConcurrencyLimit(concurrencyKey: "duckdb", limit: 1) }'
+# The promise: after a run's process dies, the next run succeeds within 2 minutes.
+RECOVERY_TIMEOUT = 120
+# Bounds on a busy machine, not expectations: a run starts in 5 to 10 s here.
+START_TIMEOUT = 120
+# What the run's log says when its process died: Dagster's code server notices the end of a
+# worker it spawned; run monitoring, with the project's launcher, notices any other run's.
+WORKER_DIED = re.compile(
+    r"was terminated by signal 9 \(SIGKILL\)|The run's process \(PID \d+\) (is gone|has exited)"
+)
+
+
+@dataclass
+class Server:
+    dev: DagsterDev
+    startup_output: str
+
+
+@pytest.fixture(scope="module")
+def ui_env(tmp_path_factory: pytest.TempPathFactory) -> ProjectEnv:
+    # No monkeypatch: the variables go to the server only, as `make run` would set them.
+    return make_project_env(tmp_path_factory.mktemp("dead_runs"))
+
+
+@pytest.fixture(scope="module")
+def server(ui_env: ProjectEnv) -> Iterator[Server]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / "dagster-dev-dead-runs.log"
+    with dagster_dev(ui_env.variables, log) as dev:
+        startup_output = log.read_text(errors="replace")
+        # Dagster 1.13's queue learns a pool's default limit in its first pass over a run of the
+        # pool, after deciding about that run: in a fresh DAGSTER_HOME, the first queued run is
+        # not held. Setting the limit (to the default, as the UI's Pools page can) starts the
+        # tests where an instance is after its first UI run.
+        assert dev.graphql(SET_DUCKDB_POOL_LIMIT)["setConcurrencyLimit"]
+        yield Server(dev, startup_output)
+
+
+def wait_until_started(server: Server, run_id: str) -> None:
+    wait_for(f"run {run_id} to start", lambda: run_status(server.dev, run_id) == "STARTED", START_TIMEOUT)
+
+
+def test_make_run_serves_the_ui_without_printing_a_warning(server: Server):
+    assert warning_lines(server.startup_output) == []
+
+
+def test_a_ui_run_whose_worker_is_killed_fails_saying_so_and_the_next_run_succeeds(server: Server):
+    killed = launch_job(server.dev, JOB)
+    wait_until_started(server, killed)
+    (worker,) = wait_for("the run worker process", lambda: run_workers(server.dev), START_TIMEOUT)
+    worker.send_signal(signal.SIGKILL)
+
+    next_run = launch_job(server.dev, JOB)
+
+    assert wait_for_run_to_end(server.dev, next_run, RECOVERY_TIMEOUT) == "SUCCESS"
+    assert run_status(server.dev, killed) == "FAILURE"
+    assert any(WORKER_DIED.search(message) for message in run_messages(server.dev, killed))
+
+
+def test_a_headless_run_killed_mid_way_is_failed_by_itself_and_the_ui_run_queued_behind_it_succeeds(
+    server: Server, ui_env: ProjectEnv
+):
+    # `make materialize` runs in its own process, which no code server watches: only run
+    # monitoring can tell that it died, and until then it holds the `duckdb` pool.
+    known = set(run_statuses(server.dev))
+    headless = start_materialize(ui_env, ui_env.root / "headless.log")
+    try:
+        killed = wait_for_new_run(server.dev, known, START_TIMEOUT)
+        wait_until_started(server, killed)
+        headless.send_signal(signal.SIGKILL)
+        headless.wait(timeout=START_TIMEOUT)
+    finally:
+        headless.kill()
+
+    queued = launch_job(server.dev, JOB)
+
+    assert wait_for_run_to_end(server.dev, queued, RECOVERY_TIMEOUT) == "SUCCESS"
+    assert run_status(server.dev, killed) == "FAILURE"
+    messages = "\n".join(run_messages(server.dev, killed))
+    assert f"The run's process (PID {headless.pid}) is gone." in messages
