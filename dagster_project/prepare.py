@@ -1,17 +1,11 @@
 """Build the dbt manifest at set-up time (`make setup`), so loading the code never parses dbt."""
 
-import os
-
-from dagster_project.settings import DBT_EXECUTABLE
-
 
 def main() -> None:
-    from dagster_project.dbt_project import build_project
+    from dagster_project.dbt_project import build_project, prepare
 
-    # dagster-dbt's preparer runs the `dbt` it finds on PATH: make it the one in our venv.
-    os.environ["PATH"] = os.pathsep.join([os.path.dirname(DBT_EXECUTABLE), os.environ["PATH"]])
     project = build_project()
-    project.preparer.prepare(project)
+    prepare(project)
     print(f"dbt manifest ready: {project.manifest_path}")
 
 
