@@ -346,7 +346,7 @@ def test_a_run_that_failed_for_another_reason_is_retried_after_a_back_off(
 
 
 def test_each_failed_retry_doubles_the_wait(sensor, history, monkeypatch):
-    first = history.run(sensor.request(), GOOD, "finds the file locked")
+    history.run(sensor.request(), GOOD, "finds the file locked")
     monkeypatch.setattr(automation, "FIRST_RETRY_DELAY", timedelta(0))
     [retry] = sensor.tick().run_requests
     monkeypatch.undo()
@@ -356,7 +356,6 @@ def test_each_failed_retry_doubles_the_wait(sensor, history, monkeypatch):
         f"Run {second[:8]} for these files failed: {LOCKED} Retrying at {retry_at} "
         "(after 2 failed run(s)); materialize by hand to retry sooner."
     )
-    assert second != first
 
 
 def test_the_wait_between_retries_grows_from_two_minutes_to_an_hour():

@@ -130,16 +130,13 @@ class WatchedFile:
 def watch(data_source: DataSource, name: str, previous: WatchedFile | None) -> WatchedFile:
     """The file's state this tick; hashes it only if it changed and has since held still."""
     stat = data_source.stat(name)
-    if previous is not None and stat == previous.hashed:
-        return replace(previous, seen=stat)
-    if previous is not None and stat == previous.seen:
+    if previous is None:
+        return WatchedFile(seen=stat)
+    if stat == previous.seen != previous.hashed:
         return WatchedFile(seen=stat, hashed=stat, sha256=data_source.fingerprint(name))
-    # New or still changing: keep the old hash (it no longer counts) and look again next tick.
-    return WatchedFile(
-        seen=stat,
-        hashed=previous.hashed if previous else None,
-        sha256=previous.sha256 if previous else None,
-    )
+    # Unchanged since it was hashed, or still changing: then the old hash no longer counts
+    # (``settled`` is false) and the file is looked at again next tick.
+    return replace(previous, seen=stat)
 
 
 def read_cursor(cursor: str | None) -> dict[str, WatchedFile]:
