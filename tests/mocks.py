@@ -1,9 +1,10 @@
 """A data source that is not a local folder, as tests' stand-in for an object store."""
 
 import hashlib
+import zlib
 from pathlib import Path
 
-from dagster_project.data_source import DataSource, DataSourceError
+from dagster_project.data_source import DataSource, DataSourceError, FileStat
 
 
 class InMemoryDataSource(DataSource):
@@ -21,6 +22,14 @@ class InMemoryDataSource(DataSource):
         path = Path(self.spool_dir) / name
         path.write_text(self.files[name], encoding="utf-8")
         return path
+
+    def stat(self, name: str) -> FileStat:
+        if name not in self.files:
+            raise DataSourceError(f"The in-memory data source has no {name}.")
+        content = self.files[name].encode()
+        # The mock has no clock: new content stands for a new modification time, as a new
+        # object in a store gets a new last-modified.
+        return FileStat(size=len(content), modified_ns=zlib.crc32(content))
 
     def fingerprint(self, name: str) -> str:
         return hashlib.sha256(self.files[name].encode()).hexdigest()
