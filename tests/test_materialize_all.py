@@ -118,7 +118,7 @@ def test_every_dbt_test_ran_as_a_passing_asset_check(sample_run):
         if e.asset_key.to_user_string()
         in {"stg_customers", "stg_orders", "stg_payments", "customers", "orders"}
     }
-    assert len(dbt_checks) == 21
+    assert len(dbt_checks) == 8
     assert {
         "unique_customers_customer_id",
         "relationships_orders_customer_id__customer_id__ref_customers_",
