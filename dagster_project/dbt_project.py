@@ -9,7 +9,7 @@ from functools import cache
 
 from dagster_dbt import DbtProject
 
-from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT, load_settings
+from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings, load_settings
 
 
 class SetupError(RuntimeError):
@@ -21,8 +21,8 @@ def dbt_vars(database: str) -> list[str]:
     return ["--vars", json.dumps({"duckdb_database": database})]
 
 
-def build_project() -> DbtProject:
-    settings = load_settings()
+def build_project(settings: Settings) -> DbtProject:
+    """The dbt project for one environment; its target is the one the dbt resource runs with."""
     return DbtProject(
         project_dir=DBT_PROJECT_DIR,
         profiles_dir=REPO_ROOT,
@@ -35,7 +35,12 @@ def build_project() -> DbtProject:
 
 @cache
 def jaffle_shop_project() -> DbtProject:
-    project = build_project()
+    """The project ``@dbt_assets`` reads its manifest from, when the asset module is imported.
+
+    That import comes before ``build_defs(settings)`` runs, so this is the one place besides
+    the entry points that reads the settings itself; it reads the same environment.
+    """
+    project = build_project(load_settings())
     # Under `dagster dev` the manifest is re-parsed on each code reload so SQL edits show up;
     # everywhere else `make setup` built it, and importing this module must not run `dbt parse`.
     project.prepare_if_dev()

@@ -2,7 +2,7 @@
 
 import os
 
-from dagster_project.settings import DBT_EXECUTABLE
+from dagster_project.settings import DBT_EXECUTABLE, load_settings
 
 
 def main() -> None:
@@ -10,7 +10,7 @@ def main() -> None:
 
     # dagster-dbt's preparer runs the `dbt` it finds on PATH: make it the one in our venv.
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(DBT_EXECUTABLE), os.environ["PATH"]])
-    project = build_project()
+    project = build_project(load_settings())
     project.preparer.prepare(project)
     print(f"dbt manifest ready: {project.manifest_path}")
 

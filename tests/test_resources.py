@@ -222,3 +222,9 @@ def test_the_resource_view_lists_what_uses_each_resource(resource_view):
     dbt = resource_view("dbt")
     assert dbt["assets"] == DBT_KEYS
     assert {"project_dir", "target"} <= dbt["config"]
+    assert resource_view("report") == {
+        "config": {"directory", "open_in_browser", "has_display"},
+        "assets": {"order_count_chart"},
+        "schedules": set(),
+        "sensors": set(),
+    }
