@@ -24,7 +24,7 @@ from tests.browser import (
     wait_for_new_run,
     wait_for_run_to_end,
 )
-from tests.conftest import ProjectEnv, make_project_env
+from tests.helpers import ProjectEnv, make_project_env
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 RAW_ASSETS = ("raw_customers", "raw_orders", "raw_payments")

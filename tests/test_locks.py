@@ -13,7 +13,7 @@ from dagster_project import warehouse
 from dagster_project.data_source import LocalDataSource
 from dagster_project.defs.ingest import RawLoadConfig, raw_assets, raw_reference_checks
 from dagster_project.warehouse import DuckDBLockedError, WarehouseResource
-from tests.conftest import load_sample_tables
+from tests.helpers import load_sample_tables
 
 HOLDER = """
 import sys, duckdb
