@@ -5,10 +5,8 @@ import os
 import pytest
 from dagster import (
     AssetKey,
-    DagsterInvalidDefinitionError,
     DagsterResourceFunctionError,
     DataVersion,
-    Definitions,
     build_asset_context,
     build_init_resource_context,
     build_resources,
@@ -158,16 +156,6 @@ def test_materializing_the_raw_assets_with_overridden_resources(instance, tiny_s
     recorded = instance.get_latest_materialization_event(AssetKey("raw_customers"))
     data_version = recorded.asset_materialization.tags["dagster/data_version"]
     assert data_version == f"{INGEST_CODE_VERSION}:{tiny_shop.fingerprint('raw_customers.csv')}"
-
-
-def test_an_asset_asking_for_an_undefined_resource_fails_validation_naming_the_key(project_env):
-    resources = {"duckdb": project_env.warehouse()}
-    broken = Definitions(assets=raw_assets, resources=resources)
-    with pytest.raises(DagsterInvalidDefinitionError) as error:
-        Definitions.validate_loadable(broken)
-    assert "resource with key 'data_source' required by op 'raw_customers' was not provided" in str(
-        error.value
-    )
 
 
 # The UI's Definitions → Resources view, read through the same GraphQL API the UI uses.
