@@ -1,7 +1,8 @@
 """The resources, chosen per environment (JAFFLE_ENV) from the settings.
 
-Every value comes from ``Settings``; a value read from a variable is passed as ``EnvVar`` so
-the UI's resource view names the variable instead of showing its value.
+Every value comes from ``Settings``, so assets never read the environment and tests pass
+values instead of setting variables. The data folder and the prod database, when read from a
+variable, are passed as ``EnvVar`` so the UI's resource view names the variable.
 """
 
 from dagster_project.data_source import LocalDataSource
