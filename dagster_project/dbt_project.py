@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from dagster_project.settings import DBT_EXECUTABLE, DBT_PROJECT_DIR, REPO_ROOT, load_settings
+from dagster_project.settings import DBT_EXECUTABLE, DBT_PROJECT_DIR, REPO_ROOT, Settings, load_settings
 
 # What dbt reads when it parses: the project's SQL and YAML, and the profile.
 _PARSED_SUFFIXES = (".sql", ".yml", ".yaml")
@@ -27,8 +27,8 @@ def dbt_vars(database: str) -> list[str]:
     return ["--vars", json.dumps({"duckdb_database": database})]
 
 
-def build_project() -> DbtProject:
-    settings = load_settings()
+def build_project(settings: Settings) -> DbtProject:
+    """The dbt project for one environment; its target is the one the dbt resource runs with."""
     return DbtProject(
         project_dir=DBT_PROJECT_DIR,
         profiles_dir=REPO_ROOT,
@@ -67,7 +67,12 @@ def prepare(project: DbtProject) -> None:
 
 @cache
 def jaffle_shop_project() -> DbtProject:
-    project = build_project()
+    """The project ``@dbt_assets`` reads its manifest from, when the asset module is imported.
+
+    That import comes before ``build_defs(settings)`` runs, so this is the one place besides
+    the entry points that reads the settings itself; it reads the same environment.
+    """
+    project = build_project(load_settings())
     # Parsed only when a dbt file changed since the manifest was built: a SQL edit shows up on
     # the next code reload under `make run`, while run workers, code servers and `dg` commands,
     # which all import this module, never pay for a parse (about 3 s). dagster-dbt's own

@@ -46,8 +46,8 @@ def latest_chart(settings: Settings) -> Path | None:
     return found or (default if default.is_file() else None)
 
 
-def main() -> int:
-    settings = load_settings()
+def show_chart(settings: Settings) -> int:
+    """Print the latest chart's path and open it where there is a display; 1 if there is none."""
     chart = latest_chart(settings)
     if chart is None:
         print(NO_CHART_YET, file=sys.stderr)
@@ -61,6 +61,10 @@ def main() -> int:
             "machine, or copy it to one with a browser: it needs no network."
         )
     return 0
+
+
+def main() -> int:
+    return show_chart(load_settings())
 
 
 if __name__ == "__main__":

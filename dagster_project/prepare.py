@@ -1,10 +1,12 @@
 """Build the dbt manifest at set-up time (`make setup`), so loading the code never parses dbt."""
 
+from dagster_project.settings import load_settings
+
 
 def main() -> None:
     from dagster_project.dbt_project import build_project, prepare
 
-    project = build_project()
+    project = build_project(load_settings())
     prepare(project)
     print(f"dbt manifest ready: {project.manifest_path}")
 

@@ -6,7 +6,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,8 +18,8 @@ import psutil
 import pytest
 
 from dagster_project.settings import REPO_ROOT
+from tests.helpers import VENV_BIN
 
-VENV_BIN = Path(sys.executable).parent
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 # A headless CI box has no GPU, a small /dev/shm and no network: turn off what would need them.
 CHROMIUM_ARGS = [
@@ -76,7 +75,7 @@ class DagsterDev:
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             payload = json.load(response)
         assert "errors" not in payload, payload["errors"]
         return payload["data"]
@@ -124,7 +123,7 @@ def run_statuses(server: DagsterDev) -> dict[str, str]:
     return {run["runId"]: run["status"] for run in runs}
 
 
-def wait_for_new_run(server: DagsterDev, known: set[str], timeout: float = 30) -> str:
+def wait_for_new_run(server: DagsterDev, known: set[str], timeout: float = 120) -> str:
     def new_run() -> str | None:
         return next((run for run in run_statuses(server) if run not in known), None)
 
@@ -167,7 +166,7 @@ def stop_process_group(process: subprocess.Popen, grace: float = 15) -> None:
 
 
 @contextmanager
-def dagster_dev(env: dict[str, str], log: Path, timeout: float = 90) -> Iterator[DagsterDev]:
+def dagster_dev(env: dict[str, str], log: Path, timeout: float = 240) -> Iterator[DagsterDev]:
     """Start `dagster dev` from the repo root as `make run` does, on a free port."""
     port = free_port()
     environment = {

@@ -9,7 +9,7 @@ from contextlib import suppress
 import psutil
 
 from tests.browser import DagsterDev
-from tests.conftest import UIGraphQL
+from tests.helpers import UIGraphQL
 
 LAUNCH_RUN = """
 mutation ($params: ExecutionParams!) {

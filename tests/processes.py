@@ -12,12 +12,15 @@ RUN_TIMEOUT = 240
 WAIT_TIMEOUT = 120
 
 
-def start_materialize(env, log: Path) -> subprocess.Popen:
-    """Start a run of the project's job against ``env``; its output goes to ``log``."""
+def start_materialize(env, log: Path, extra: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a run of the project's job against ``env``; its output goes to ``log``.
+
+    ``extra`` adds variables to the run's environment, such as a test-only dbt pause.
+    """
     with log.open("wb") as output:
         return subprocess.Popen(
             [sys.executable, "-m", "dagster_project.materialize"],
-            env={**os.environ, **env.variables},
+            env={**os.environ, **env.variables, **(extra or {})},
             stdout=output,
             stderr=subprocess.STDOUT,
         )

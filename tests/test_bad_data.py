@@ -14,7 +14,7 @@ import psutil
 import pytest
 from dagster import AssetKey, DagsterEventType
 
-from tests.conftest import ProjectEnv, make_project_env
+from tests.helpers import ProjectEnv, make_project_env
 from tests.processes import WAIT_TIMEOUT, start_materialize, wait_for
 
 TABLE_ASSETS = ("raw_customers", "raw_orders", "raw_payments", "customers", "orders")
@@ -129,12 +129,11 @@ def test_an_unknown_order_status_fails_its_raw_check_and_publishes_nothing(good)
 
 def test_a_failing_dbt_test_on_staging_publishes_nothing_not_even_the_raw_tables(good):
     env, instance, _ = good
-    sample = (env.data_dir / "raw_orders.csv").read_text(encoding="utf-8")
-    # Parses and passes every raw check; only stg_orders' not_null test on order_date catches it.
-    lines = sample.splitlines(keepends=True)
-    order_id, user_id, _, status = lines[5].rstrip("\n").split(",")
-    lines[5] = f"{order_id},{user_id},,{status}\n"
-    replace_file(env.data_dir / "raw_orders.csv", "".join(lines))
+    # A new order with no date, and its payment: both files grow by a row, parse, and pass every
+    # raw check; only stg_orders' not_null test on order_date catches it.
+    orders, payments = env.data_dir / "raw_orders.csv", env.data_dir / "raw_payments.csv"
+    replace_file(orders, orders.read_text(encoding="utf-8") + "100,1,,placed\n")
+    replace_file(payments, payments.read_text(encoding="utf-8") + "114,100,coupon,500\n")
 
     result = env.run_job(instance)
 

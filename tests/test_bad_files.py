@@ -12,7 +12,7 @@ from dagster_project.csv_errors import RawFileError
 from dagster_project.data_source import DataSourceError, LocalDataSource
 from dagster_project.raw_load import RAW_TABLES, load_csv
 from dagster_project.settings import SAMPLE_DATA_DIR
-from tests.conftest import load_sample_tables, materialize_raw
+from tests.helpers import load_sample_tables, materialize_raw
 
 TABLES = {table.name: table for table in RAW_TABLES}
 CUSTOMERS_HEADER = b"id,first_name,last_name\n"

@@ -7,6 +7,7 @@ import pytest
 from dagster import DagsterInvalidConfigError
 
 from dagster_project.settings import REPO_ROOT
+from tests.helpers import VENV_BIN
 
 
 def raw_customers_config(**config) -> dict:
@@ -41,7 +42,7 @@ def test_invalid_run_config_is_refused_naming_the_field(project_env, instance, r
 def test_the_cli_refuses_invalid_config_naming_the_field(project_env):
     result = subprocess.run(
         [
-            "dagster",
+            str(VENV_BIN / "dagster"),
             "asset",
             "materialize",
             "-m",
@@ -54,7 +55,7 @@ def test_the_cli_refuses_invalid_config_naming_the_field(project_env):
         cwd=REPO_ROOT,
         env={
             **project_env.variables,
-            "PATH": os.pathsep.join([str(REPO_ROOT / ".venv" / "bin"), os.environ["PATH"]]),
+            "PATH": os.pathsep.join([str(VENV_BIN), os.environ["PATH"]]),
         },
         capture_output=True,
         text=True,

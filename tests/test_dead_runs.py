@@ -21,8 +21,8 @@ from tests.browser import (
     wait_for_new_run,
     wait_for_run_to_end,
 )
-from tests.conftest import ProjectEnv, make_project_env
 from tests.dagster_dev import launch_job, run_messages, run_status, run_workers, warning_lines
+from tests.helpers import ProjectEnv, make_project_env
 from tests.processes import start_materialize
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"

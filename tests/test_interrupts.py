@@ -1,18 +1,23 @@
 """A run killed mid-way loses nothing that was committed, and the next run succeeds."""
 
+import re
 import signal
 
 import duckdb
 import psutil
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
 from dagster_project.settings import SAMPLE_DATA_DIR
-from tests.conftest import load_sample_tables
+from tests.helpers import load_sample_tables
 from tests.processes import WAIT_TIMEOUT, materialize, start_materialize, wait_for
 
-SAMPLE_COUNTS = [("raw_customers", 100), ("raw_orders", 99), ("raw_payments", 113)]
+RAW = ("raw_customers", "raw_orders", "raw_payments")
+MARTS = ("customers", "orders")
 # Large enough that loading takes seconds, so the kill lands inside the load.
 BIG_CUSTOMERS = 3_000_000
+# Read by jaffle_shop/macros/pause_for_tests.sql: each mart waits this long before it is built.
+# Far longer than WAIT_TIMEOUT, so a dbt that did not stop on the signal fails the test.
+PAUSE_MARTS = {"JAFFLE_TEST_PAUSE_MARTS_SECONDS": "600"}
 
 
 def load_sample(env) -> None:
@@ -20,8 +25,9 @@ def load_sample(env) -> None:
         load_sample_tables(conn)
 
 
-def raw_counts(env) -> list[tuple[str, int]]:
-    return [(table, env.query(f"select count(*) from {table}")[0][0]) for table, _ in SAMPLE_COUNTS]
+def contents(env, tables: tuple[str, ...]) -> dict[str, list[tuple]]:
+    """Every row of each table, in a fixed order."""
+    return {table: env.query(f"select * from {table} order by all") for table in tables}
 
 
 def write_big_customers(path) -> None:
@@ -39,6 +45,7 @@ def test_a_run_killed_during_a_load_keeps_the_tables_and_the_next_run_succeeds(p
     write_big_customers(customers_csv)
     log = project_env.root / "killed.log"
 
+    sample = contents(project_env, RAW)
     database = project_env.database
     size_before = database.stat().st_size
     run = start_materialize(project_env, log)
@@ -51,15 +58,17 @@ def test_a_run_killed_during_a_load_keeps_the_tables_and_the_next_run_succeeds(p
         run.kill()
     assert "raw_customers - STEP_SUCCESS" not in log.read_text(), "the kill came too late"
 
-    assert raw_counts(project_env) == SAMPLE_COUNTS
+    assert contents(project_env, RAW) == sample
 
     customers_csv.unlink()
     customers_csv.write_bytes((SAMPLE_DATA_DIR / "raw_customers.csv").read_bytes())
     next_log = project_env.root / "next.log"
     assert materialize(project_env, next_log) == 0, next_log.read_text()[-3000:]
-    assert raw_counts(project_env) == SAMPLE_COUNTS
+    assert contents(project_env, RAW) == sample
     with DagsterInstance.from_config(str(project_env.dagster_home)) as instance:
         killed, succeeded = sorted(instance.get_run_records(), key=lambda record: record.create_timestamp)
+        # With no daemon running, nothing has marked the killed run failed yet; run monitoring
+        # will, through the launcher's health check (tests/test_dead_runs.py).
         assert instance.run_launcher.check_run_worker_health(killed.dagster_run).status.value == "FAILED"
         assert succeeded.dagster_run.status == DagsterRunStatus.SUCCESS
 
@@ -72,24 +81,47 @@ def dbt_processes(run: psutil.Process) -> list[psutil.Process]:
     ]
 
 
-def test_terminating_a_run_while_dbt_runs_stops_dbt_and_frees_the_pool(project_env):
-    load_sample(project_env)
+def dbt_model_started(log, model: str) -> bool:
+    return re.search(rf"START sql table model \S+\.{model} ", log.read_text()) is not None
+
+
+def test_terminating_a_run_while_dbt_runs_stops_dbt_before_the_marts_and_publishes_nothing(project_env):
+    first_log = project_env.root / "first.log"
+    assert materialize(project_env, first_log) == 0, first_log.read_text()[-3000:]
+    marts_before = contents(project_env, MARTS)
+    # A new amount for payment 1: a dbt that got to the marts would change both of them.
+    payments = project_env.data_dir / "raw_payments.csv"
+    header, first, *rest = payments.read_text().splitlines()
+    (old_amount,) = project_env.query("select amount from raw_payments where id = 1")[0]
+    payments.unlink()
+    payments.write_text("\n".join([header, first.rsplit(",", 1)[0] + ",99900", *rest]) + "\n")
+
     log = project_env.root / "terminated.log"
-    run = start_materialize(project_env, log)
+    run = start_materialize(project_env, log, PAUSE_MARTS)
     try:
-        (dbt,) = wait_for(lambda: dbt_processes(psutil.Process(run.pid)), "dbt to start")
+        wait_for(lambda: dbt_model_started(log, "customers"), "dbt to start building customers")
+        (dbt,) = dbt_processes(psutil.Process(run.pid))
         # SIGTERM is what Terminate in the UI and `kill` send.
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=WAIT_TIMEOUT) == 1
     finally:
         run.kill()
     _gone, alive = psutil.wait_procs([dbt], timeout=WAIT_TIMEOUT)
+    for process in alive:
+        process.kill()
     assert alive == [], f"dbt (PID {dbt.pid}) outlived its run"
-    assert "jaffle_shop_dbt_assets failed" in log.read_text()
+    output = log.read_text()
+    assert "jaffle_shop_dbt_assets failed" in output
+    assert not re.search(r"OK created sql table model \S+\.(customers|orders) ", output), output[-3000:]
 
-    assert raw_counts(project_env) == SAMPLE_COUNTS
+    # Nothing was published, not even the raw table that had loaded the new file, and the build
+    # schema was put back as main has it.
+    assert project_env.query("select amount from raw_payments where id = 1") == [(old_amount,)]
+    assert project_env.query("select amount from jaffle_build.raw_payments where id = 1") == [(old_amount,)]
+    assert contents(project_env, MARTS) == marts_before
     with DagsterInstance.from_config(str(project_env.dagster_home)) as instance:
-        (record,) = instance.get_run_records()
-        assert record.dagster_run.status == DagsterRunStatus.FAILURE
-        pool = instance.event_log_storage.get_concurrency_info("duckdb")
-        assert pool.claimed_slots == [] and pool.pending_steps == []
+        first, terminated = sorted(instance.get_run_records(), key=lambda record: record.create_timestamp)
+        assert first.dagster_run.status == DagsterRunStatus.SUCCESS
+        assert terminated.dagster_run.status == DagsterRunStatus.FAILURE
+        latest = instance.get_latest_materialization_event(AssetKey("customers"))
+        assert latest.run_id == first.dagster_run.run_id

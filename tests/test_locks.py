@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,7 +12,7 @@ from dagster import DagsterEventType
 
 from dagster_project import warehouse
 from dagster_project.warehouse import DuckDBLockedError, WarehouseResource
-from tests.conftest import load_sample_tables, materialize_raw
+from tests.helpers import load_sample_tables, materialize_raw
 
 HOLDER = """
 import sys, duckdb
@@ -75,7 +76,7 @@ def test_readers_open_the_file_read_only_beside_another_reader(loaded):
 
 
 def test_a_run_on_a_held_file_fails_after_one_wait_with_the_holder_in_every_step(loaded, instance):
-    # A short wait keeps the test quick; the default is checked with a fake clock below.
+    # A short wait keeps the test quick; the default wait is measured against a real holder below.
     config = {"database": str(loaded.database), "lock_timeout": 2}
     run_config = {"resources": {"duckdb": {"config": config}}}
     with held(loaded.database) as holder:
@@ -90,6 +91,26 @@ def test_a_run_on_a_held_file_fails_after_one_wait_with_the_holder_in_every_step
     started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
     assert not started & {"jaffle_shop_dbt_assets", "order_count_chart"}
     assert loaded.query("select count(*) from main.raw_customers") == [(100,)]
+
+
+# Giving up takes at most the timeout plus one connection attempt; on a loaded machine an attempt
+# can take seconds, so this bounds a hang, not the wait.
+SLOWEST_ATTEMPT = 10
+
+
+def test_by_default_a_held_file_is_given_up_on_after_10_to_15_s(loaded):
+    resource = WarehouseResource(database=str(loaded.database))
+    assert resource.lock_timeout == 15
+    with held(loaded.database) as holder:
+        started = time.monotonic()
+        with pytest.raises(DuckDBLockedError) as caught, resource.get_connection():
+            pass
+        elapsed = time.monotonic() - started
+    # It gives up once the next wait could end past 15 s, and no wait is longer than 5 s.
+    assert 10 <= elapsed <= 15 + SLOWEST_ATTEMPT
+    waited = int(str(caught.value).split("gave up after ")[1].split(" s")[0])
+    assert 10 <= waited <= 15
+    assert f"(PID {holder.pid})" in str(caught.value)
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ import pytest
 
 from dagster_project.raw_checks import RAW_CHECKS
 from dagster_project.raw_load import RAW_TABLES, RawLoadConfig, load_csv
-from tests.conftest import load_sample_tables
+from tests.helpers import load_sample_tables
 
 TABLES = {table.name: table for table in RAW_TABLES}
 CHECKS = {(check.table, check.name): check for check in RAW_CHECKS}

@@ -5,9 +5,7 @@ import os
 import pytest
 from dagster import (
     AssetKey,
-    DagsterInvalidDefinitionError,
     DagsterResourceFunctionError,
-    Definitions,
     build_init_resource_context,
     build_resources,
     materialize,
@@ -134,14 +132,6 @@ def test_materializing_the_raw_assets_with_overridden_resources(instance, tiny_s
     assert data_version == f"{INGEST_CODE_VERSION}:{tiny_shop.fingerprint('raw_customers.csv')}"
 
 
-def test_an_asset_asking_for_an_undefined_resource_fails_validation_naming_the_key(project_env):
-    resources = {"duckdb": project_env.warehouse()}
-    broken = Definitions(assets=[raw_tables], resources=resources)
-    with pytest.raises(DagsterInvalidDefinitionError) as error:
-        Definitions.validate_loadable(broken)
-    assert "resource with key 'data_source' required by op 'raw_tables' was not provided" in str(error.value)
-
-
 # The UI's Definitions → Resources view, read through the same GraphQL API the UI uses.
 
 RESOURCE_USES = """
@@ -194,3 +184,9 @@ def test_the_resource_view_lists_what_uses_each_resource(resource_view):
     dbt = resource_view("dbt")
     assert dbt["assets"] == DBT_KEYS
     assert {"project_dir", "target"} <= dbt["config"]
+    assert resource_view("report") == {
+        "config": {"directory", "open_in_browser", "has_display"},
+        "assets": {"order_count_chart"},
+        "schedules": set(),
+        "sensors": set(),
+    }

@@ -103,3 +103,12 @@ def test_importing_the_definitions_with_prod_and_nothing_else_fails_naming_the_v
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("dagster_project.settings.SettingsError: JAFFLE_ENV=prod needs")
     assert "MOTHERDUCK_TOKEN and JAFFLE_PROD_DATABASE" in last_line
+
+
+def test_the_chart_resource_takes_its_folder_and_whether_to_open_from_the_settings():
+    settings = load_settings({"JAFFLE_CHART_DIR": "out/charts", "JAFFLE_OPEN_CHART": "1", "DISPLAY": ":0"})
+    report = build_resources(settings)["report"]
+    assert report.directory == str(REPO_ROOT / "out" / "charts")
+    assert report.open_in_browser is True and report.has_display is True
+    headless = build_resources(load_settings({"JAFFLE_OPEN_CHART": "1"}))["report"]
+    assert headless.should_open() is False

@@ -5,12 +5,19 @@ import webbrowser
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    ConfigurableResource,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from dagster_dbt import get_asset_key_for_model
 from pydantic import Field
 
 from dagster_project.defs.transform import jaffle_shop_dbt_assets
-from dagster_project.settings import load_settings
+from dagster_project.settings import resolve_path
 from dagster_project.warehouse import DUCKDB_POOL, WarehouseResource
 
 CHART_FILE_NAME = "order_count_chart.html"
@@ -26,6 +33,29 @@ order by 1
 """
 
 
+class ChartOutput(ConfigurableResource):
+    """Where the chart is written and whether it is opened, built from ``Settings``."""
+
+    directory: str = Field(
+        description="Folder the chart is written into (JAFFLE_CHART_DIR, default data/charts). "
+        "A relative folder is relative to the repo root."
+    )
+    open_in_browser: bool = Field(
+        default=False, description="Open the chart after writing it (JAFFLE_OPEN_CHART)."
+    )
+    # On a headless Linux box webbrowser.open may start a console browser and block the run.
+    has_display: bool = Field(
+        default=False, description="A browser can be shown here; without one, nothing is opened."
+    )
+
+    def chart_path(self, output_dir: str | None = None) -> Path:
+        return resolve_path(output_dir or self.directory) / CHART_FILE_NAME
+
+    def should_open(self, open_browser: bool | None = None) -> bool:
+        wanted = self.open_in_browser if open_browser is None else open_browser
+        return wanted and self.has_display
+
+
 class ChartConfig(Config):
     open_browser: bool | None = Field(
         default=None,
@@ -35,7 +65,8 @@ class ChartConfig(Config):
     output_dir: str | None = Field(
         default=None,
         min_length=1,
-        description="Folder to write the chart into. Unset: JAFFLE_CHART_DIR (default data/charts).",
+        description="Folder to write the chart into, relative to the repo root unless absolute. "
+        "Unset: JAFFLE_CHART_DIR (default data/charts).",
     )
 
 
@@ -100,22 +131,20 @@ def write_atomically(path: Path, text: str) -> None:
     description="Bar chart of customers by number of orders, written as an HTML page.",
 )
 def order_count_chart(
-    context: AssetExecutionContext, config: ChartConfig, duckdb: WarehouseResource
+    context: AssetExecutionContext, config: ChartConfig, duckdb: WarehouseResource, report: ChartOutput
 ) -> MaterializeResult:
-    settings = load_settings()
     # Another run must not be half-way through when the chart reads the published tables.
     duckdb.hold_for_run(context.op_execution_context.run_id, context.log.info)
     with duckdb.get_connection(read_only=True) as conn:
         histogram = conn.execute(HISTOGRAM_SQL).fetchall()
     customers = sum(count for _, count in histogram)
 
-    path = Path(config.output_dir or settings.chart_dir).resolve() / CHART_FILE_NAME
+    path = report.chart_path(config.output_dir)
     run_id = context.op_execution_context.run_id
     write_atomically(path, render_chart(histogram, run_id, datetime.now(UTC)))
     context.log.info(f"Wrote the chart of {customers} customers to {path}")
 
-    open_browser = settings.open_chart if config.open_browser is None else config.open_browser
-    if open_browser and settings.has_display:
+    if report.should_open(config.open_browser):
         webbrowser.open(path.as_uri())
 
     return MaterializeResult(

@@ -1,11 +1,13 @@
 """The resources, chosen per environment (JAFFLE_ENV) from the settings.
 
-Every value comes from ``Settings``; a value read from a variable is passed as ``EnvVar`` so
-the UI's resource view names the variable instead of showing its value.
+Every value comes from ``Settings``, so assets never read the environment and tests pass
+values instead of setting variables. The data folder and the prod database, when read from a
+variable, are passed as ``EnvVar`` so the UI's resource view names the variable.
 """
 
 from dagster_project.data_source import LocalDataSource
-from dagster_project.dbt_project import jaffle_shop_project
+from dagster_project.dbt_project import build_project
+from dagster_project.defs.report import ChartOutput
 from dagster_project.defs.transform import DbtCli
 from dagster_project.settings import DBT_EXECUTABLE, Settings
 from dagster_project.warehouse import WarehouseResource
@@ -26,13 +28,16 @@ def warehouse(settings: Settings) -> WarehouseResource:
 def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "duckdb": warehouse(settings),
-        # The target is the environment's name: profiles.yml has one target per environment.
-        "dbt": DbtCli(
-            project_dir=jaffle_shop_project(),
-            target=settings.dbt_target,
-            dbt_executable=DBT_EXECUTABLE,
-        ),
+        # The project carries the target, the environment's name (one per environment in
+        # profiles.yml); the resource takes it from there.
+        "dbt": DbtCli(project_dir=build_project(settings), dbt_executable=DBT_EXECUTABLE),
         "data_source": LocalDataSource(
             directory=settings.from_variable("JAFFLE_DATA_DIR", str(settings.data_dir))
+        ),
+        # The folder as the settings resolved it, not EnvVar: what a test passes is what is used.
+        "report": ChartOutput(
+            directory=str(settings.chart_dir),
+            open_in_browser=settings.open_chart,
+            has_display=settings.has_display,
         ),
     }

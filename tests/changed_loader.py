@@ -1,0 +1,23 @@
+"""The project as it would be after a developer changed the raw loader and bumped its version."""
+
+from dagster import AssetKey, Definitions
+
+from dagster_project.defs import ingest
+
+NEW_LOADER_VERSION = "2"
+
+
+def with_rebuilt_raw_orders(defs: Definitions) -> Definitions:
+    """``defs`` with raw_orders at the loader version ``ingest`` has now (set the version first)."""
+    version = ingest.INGEST_CODE_VERSION
+    changed_raw_tables = ingest.raw_tables.map_asset_specs(
+        lambda spec: (
+            spec.replace_attributes(code_version=version) if spec.key == AssetKey("raw_orders") else spec
+        )
+    )
+    return Definitions(
+        assets=[changed_raw_tables, *(a for a in defs.assets if a is not ingest.raw_tables)],
+        jobs=defs.jobs,
+        resources=defs.resources,
+        executor=defs.executor,
+    )

@@ -1,0 +1,187 @@
+"""What tests share besides fixtures: an isolated copy of the project, and the UI's GraphQL API."""
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import yaml
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+
+from dagster_project.definitions import build_defs
+from dagster_project.settings import INSTANCE_TEMPLATE, REPO_ROOT, SAMPLE_DATA_DIR, Settings, load_settings
+from dagster_project.warehouse import WarehouseResource
+
+# The executables of the venv running the tests, whatever it is called and wherever it is.
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class ProjectEnv:
+    """One isolated copy of the project's state, in a temporary folder."""
+
+    root: Path
+    data_dir: Path
+    database: Path
+    chart_dir: Path
+    dagster_home: Path
+
+    @property
+    def variables(self) -> dict[str, str]:
+        return {
+            "JAFFLE_ENV": "test",
+            "JAFFLE_DATA_DIR": str(self.data_dir),
+            "DUCKDB_DATABASE": str(self.database),
+            "JAFFLE_CHART_DIR": str(self.chart_dir),
+            "JAFFLE_OPEN_CHART": "0",
+            "DAGSTER_HOME": str(self.dagster_home),
+        }
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.variables)
+
+    def defs(self) -> Definitions:
+        return build_defs(self.settings)
+
+    def warehouse(self) -> WarehouseResource:
+        return WarehouseResource(database=str(self.database), lock_timeout=5)
+
+    def instance(self) -> DagsterInstance:
+        return DagsterInstance.from_config(str(self.dagster_home))
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self.warehouse().get_connection(read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def run_job(self, instance: DagsterInstance, **kwargs) -> ExecuteInProcessResult:
+        job = self.defs().resolve_job_def("jaffle_shop_job")
+        return job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+
+
+# dbt-labs' classic raw data, unchanged: whole-dollar amounts (the sample adds cents).
+CLASSIC_DATA_DIR = Path(__file__).parent / "fixtures" / "classic"
+
+
+def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
+    """Load and publish the three raw files, as a good run of the raw assets would leave them."""
+    from dagster_project import publish
+    from dagster_project.raw_load import RAW_TABLES, load_csv
+
+    for table in RAW_TABLES:
+        load_csv(conn, table, data_dir / table.file_name, allow_empty=False)
+        publish.stage(conn, "tests", [publish.Built(table.name)])
+    publish.publish(conn, "tests")
+
+
+def materialize_raw(
+    env: "ProjectEnv",
+    tables: list[str],
+    *,
+    duckdb: WarehouseResource | None = None,
+    data_source=None,
+    config: dict | None = None,
+    instance: DagsterInstance | None = None,
+    raise_on_error: bool = True,
+):
+    """Materialize the selected raw assets alone, as "Materialize selected" does in the UI."""
+    from dagster import AssetKey, materialize
+
+    from dagster_project.data_source import LocalDataSource
+    from dagster_project.defs.ingest import raw_tables
+
+    return materialize(
+        [raw_tables],
+        selection=[AssetKey(table) for table in tables],
+        resources={
+            "duckdb": duckdb or env.warehouse(),
+            "data_source": data_source or LocalDataSource(directory=str(env.data_dir)),
+        },
+        run_config={"ops": {"raw_tables": {"config": config or {}}}},
+        instance=instance,
+        raise_on_error=raise_on_error,
+    )
+
+
+def make_project_env(
+    root: Path, monkeypatch: pytest.MonkeyPatch | None = None, data: Path = SAMPLE_DATA_DIR
+) -> ProjectEnv:
+    """A copy of the sample data, a DuckDB path and a DAGSTER_HOME under ``root``.
+
+    With ``monkeypatch``, the process environment points at them too, for code that reads it
+    (Dagster's own ``DagsterInstance.get()``, subprocesses, code servers).
+    """
+    env = ProjectEnv(
+        root=root,
+        data_dir=root / "data",
+        database=root / "warehouse" / "jaffle.duckdb",
+        chart_dir=root / "charts",
+        dagster_home=root / "dagster_home",
+    )
+    shutil.copytree(data, env.data_dir)
+    env.dagster_home.mkdir()
+    shutil.copy(INSTANCE_TEMPLATE, env.dagster_home / "dagster.yaml")
+    if monkeypatch is not None:
+        for name, value in env.variables.items():
+            monkeypatch.setenv(name, value)
+    return env
+
+
+@dataclass
+class FullRun:
+    env: ProjectEnv
+    instance: DagsterInstance
+    result: ExecuteInProcessResult
+
+
+class UIGraphQL:
+    """Queries the webserver's GraphQL API (what the UI shows) for the project's code location."""
+
+    repository: ClassVar[dict[str, str]] = {
+        "repositoryLocationName": "jaffle_dagster",
+        "repositoryName": "__repository__",
+    }
+
+    def __init__(self, workspace) -> None:
+        self._workspace = workspace
+
+    def __call__(self, query: str, **variables) -> dict:
+        from dagster_graphql.test.utils import execute_dagster_graphql
+
+        # A request context per query, as the webserver makes one per request: it caches what
+        # it reads from the instance (staleness, for one), so a reused one would show old state.
+        context = self._workspace.create_request_context()
+        result = execute_dagster_graphql(context, query, variables)
+        assert not result.errors, result.errors
+        return result.data
+
+
+@contextmanager
+def ui_graphql_for(
+    instance: DagsterInstance, module: str = "dagster_project.definitions"
+) -> Iterator[UIGraphQL]:
+    """The GraphQL API over ``instance``, with ``module``'s ``defs`` in a code server of its own.
+
+    The code server is a subprocess, as under `dagster dev`: it inherits this process's
+    environment when it starts, so set the project's variables first. Starting it takes a few
+    seconds.
+    """
+    from dagster_graphql.test.utils import define_out_of_process_workspace
+
+    location = {
+        "module_name": module,
+        "attribute": "defs",
+        "location_name": UIGraphQL.repository["repositoryLocationName"],
+        "working_directory": str(REPO_ROOT),
+        "executable_path": sys.executable,
+    }
+    with tempfile.TemporaryDirectory(prefix="workspace-") as folder:
+        workspace = Path(folder) / "workspace.yaml"
+        workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": location}]}))
+        with define_out_of_process_workspace(str(workspace), None, instance) as process_context:
+            yield UIGraphQL(process_context)
