@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import urllib.error
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import psutil
@@ -165,10 +166,12 @@ def ended_status(deployment: Deployment, run_id: str) -> str | None:
 
 def run_workers(deployment: Deployment) -> list[psutil.Process]:
     """The processes the code server spawned to execute runs (multiprocessing's spawn)."""
-    code_server = psutil.Process(deployment.processes["code-server"].pid)
-    return [
-        child for child in code_server.children(recursive=True) if "spawn_main" in " ".join(child.cmdline())
-    ]
+    workers = []
+    for child in psutil.Process(deployment.processes["code-server"].pid).children(recursive=True):
+        with suppress(psutil.Error):  # a worker that just ended is gone, or a zombie
+            if "spawn_main" in " ".join(child.cmdline()):
+                workers.append(child)
+    return workers
 
 
 def is_loopback(address: str) -> bool:
