@@ -79,8 +79,13 @@ class PidFile:
 
     def process(self) -> psutil.Process | None:
         """The process named in the file, if it still runs."""
-        if record := self.read():
-            return next((member for member in group_members(*record) if member.pid == record[0]), None)
+        if not (record := self.read()):
+            return None
+        pid, started = record
+        with suppress(psutil.Error):
+            process = psutil.Process(pid)
+            if abs(process.create_time() - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE:
+                return process
         return None
 
     def remove(self) -> None:
