@@ -25,14 +25,22 @@ else
 INSTANCE_CONFIG := your-dagster-home
 endif
 
-.PHONY: run test lint materialize chart bench setup browser clean your-dagster-home
+.PHONY: run test lint materialize chart bench setup browser clean your-dagster-home serve stop postgres
 
 # `dg dev` is `dagster dev` (which still works) without its warning that `dg dev` supersedes it.
 run: setup
 	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} dg dev --host 127.0.0.1 --port $(UI_PORT)
 
-test: setup browser
+test: setup browser postgres
 	pytest
+
+# The production shape on this machine: PostgreSQL, code server, daemon and webserver, each a
+# process of its own (docs/deploying.md). Ctrl-C, or `make stop` from another terminal, stops them.
+serve: setup postgres
+	python -m dagster_project.serve
+
+stop: $(VENV)/.synced
+	python -m dagster_project.serve stop
 
 # ruff for the Python, sqlfluff (jinja templater, DuckDB dialect) for the dbt models.
 lint: $(VENV)/.synced
@@ -83,5 +91,17 @@ browser:
 	         "(or your system's package), then run 'make test' again." >&2; exit 1; \
 	  fi; }
 
+# `make serve` and its tests run a local PostgreSQL from Debian's packages, unless
+# DAGSTER_PG_HOST or DAGSTER_PG_URL names a server.
+postgres:
+	@test -n "$$DAGSTER_PG_HOST$$DAGSTER_PG_URL" || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "make serve needs PostgreSQL's server: install it with 'sudo apt-get install postgresql'" \
+	         "(or your system's package), or name a server in DAGSTER_PG_HOST or DAGSTER_PG_URL." >&2; exit 1; \
+	  fi; }
+
 clean:
-	rm -rf $(VENV) jaffle_shop/target jaffle_shop/logs data/jaffle.duckdb data/charts .dagster_home test-artifacts
+	rm -rf $(VENV) jaffle_shop/target jaffle_shop/logs data/jaffle.duckdb data/charts .dagster_home test-artifacts .serve

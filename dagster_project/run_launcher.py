@@ -8,6 +8,7 @@ and DefaultRunLauncher cannot. This one can, for any run executed on this machin
 launches, and headless ones (`make materialize`, `execute_in_process`) alike.
 """
 
+import json
 from dataclasses import dataclass
 
 import psutil
@@ -16,6 +17,9 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRun, DefaultRunLau
 # Not exported from `dagster` itself; dagster-docker and dagster-k8s import them from here too.
 # tests/test_run_launcher.py fails if they move.
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+
+# DefaultRunLauncher tags each run it starts with the code server that runs it ({"host", "port"}).
+from dagster._core.storage.tags import GRPC_INFO_TAG
 
 # psutil derives a process's start time from the boot time, which Linux gives in whole seconds:
 # a live worker can appear to have started up to a second after it reported RUN_START.
@@ -82,9 +86,23 @@ class HealthCheckedRunLauncher(DefaultRunLauncher):
             # Monitoring puts this in the run's failure message, which users read in the UI.
             return CheckRunHealthResult(
                 WorkerStatus.FAILED,
-                f"{death} It was killed (for example with SIGKILL, or for lack of memory) or "
-                "crashed. The run is marked failed so that the next runs can start; "
-                "materialize again.",
+                f"{death} {_likely_causes(run)} The run is marked failed so that the next runs "
+                "can start; materialize again.",
                 run_worker_id=str(worker.pid),
             )
         return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker.pid))
+
+
+def _likely_causes(run: DagsterRun) -> str:
+    killed = "it was killed (for example with SIGKILL, or for lack of memory) or crashed"
+    if GRPC_INFO_TAG not in run.tags:
+        return f"{killed[0].upper()}{killed[1:]}."
+    # A run launched from the UI, a schedule or a sensor runs inside its code server (a child
+    # process, or the same container), and dies with it: under `make serve` or in a container,
+    # the code server can stop while the webserver and the daemon live on.
+    server = json.loads(run.tags[GRPC_INFO_TAG])
+    where = f"{server.get('host')}:{server.get('port') or server.get('socket')}"
+    return (
+        f"It ran inside the code server at {where}, and a run ends with its code server: if "
+        f"that code server stopped, restarted or was killed, that is why. Otherwise {killed}."
+    )

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from dagster import EnvVar
 
@@ -21,6 +22,9 @@ DBT_PROJECT_DIR = REPO_ROOT / "jaffle_shop"
 SAMPLE_DATA_DIR = REPO_ROOT / "data" / "sample"
 # The instance settings `make` installs into the project's DAGSTER_HOME (tests copy it into theirs).
 INSTANCE_TEMPLATE = REPO_ROOT / "deploy" / "dagster.yaml"
+# `make serve`'s instance settings and code location (dagster_project/serve): used as they are by
+# every deployment of the production shape; only the environment differs (docs/deploying.md).
+PRODUCTION_DIR = REPO_ROOT / "deploy" / "production"
 # The dbt beside this Python, so dbt works whether or not the venv is activated.
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
@@ -139,4 +143,109 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         has_display=sys.platform in ("darwin", "win32")
         or bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")),
         variables_set=frozenset(name for name in VARIABLES if env.get(name)),
+    )
+
+
+# The variables deploy/production/dagster.yaml reads, in the order of PostgresServer's fields.
+POSTGRES_VARIABLES = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USER",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+)
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where Dagster's run history and event logs live under `make serve`."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """The environment deploy/production/dagster.yaml reads this server from."""
+        values = (self.host, str(self.port), self.user, self.password, self.database)
+        return dict(zip(POSTGRES_VARIABLES, values, strict=True))
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """`make serve`: where its state lives, where it listens, and which PostgreSQL it uses."""
+
+    # The local cluster, its password, the instance's DAGSTER_HOME, logs and PID files.
+    state_dir: Path
+    webserver_host: str
+    webserver_port: int
+    # None: any free port, chosen at start.
+    code_server_port: int | None
+    # A server given in the environment; None: a local cluster in state_dir.
+    postgres: PostgresServer | None
+    local_postgres_port: int | None
+
+
+def _port(env: dict[str, str], name: str, default: int | None) -> int | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SettingsError(f"{name}={value!r} must be a TCP port number (1 to 65535).")
+    return int(value)
+
+
+def _postgres_from_url(url: str) -> PostgresServer:
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0] not in ("postgresql", "postgres") or not parts.hostname:
+        raise SettingsError(
+            f"DAGSTER_PG_URL must look like postgresql://user:password@host:5432/database; "
+            f"it starts with {parts.scheme or url[:12]!r}."
+        )
+    return PostgresServer(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        database=parts.path.lstrip("/") or "postgres",
+    )
+
+
+def _given_postgres(env: dict[str, str]) -> PostgresServer | None:
+    url, host = env.get("DAGSTER_PG_URL", "").strip(), env.get("DAGSTER_PG_HOST", "").strip()
+    if url and host:
+        raise SettingsError("Both DAGSTER_PG_URL and DAGSTER_PG_HOST are set: keep one of them.")
+    if url:
+        return _postgres_from_url(url)
+    if not host:
+        return None
+    missing = [name for name in ("DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD") if not env.get(name)]
+    if missing:
+        raise SettingsError(
+            f"DAGSTER_PG_HOST={host!r} names a PostgreSQL server, but {' and '.join(missing)} "
+            "is not set: set it, or unset DAGSTER_PG_HOST to use a local cluster."
+        )
+    return PostgresServer(
+        host=host,
+        port=_port(env, "DAGSTER_PG_PORT", 5432),
+        user=env["DAGSTER_PG_USER"],
+        password=env["DAGSTER_PG_PASSWORD"],
+        database=env.get("DAGSTER_PG_DB") or "dagster",
+    )
+
+
+def load_serve_settings(env: dict[str, str] | None = None) -> ServeSettings:
+    """Read `make serve`'s settings from ``env`` (default: the process environment)."""
+    env = dict(os.environ if env is None else env)
+    postgres = _given_postgres(env)
+    return ServeSettings(
+        state_dir=resolve_path(env.get("JAFFLE_SERVE_DIR") or ".serve"),
+        # Loopback unless told otherwise: the UI can launch runs and has no login.
+        webserver_host=env.get("DAGSTER_WEBSERVER_HOST") or "127.0.0.1",
+        webserver_port=_port(env, "DAGSTER_WEBSERVER_PORT", 3000),
+        code_server_port=_port(env, "DAGSTER_CODE_SERVER_PORT", None),
+        postgres=postgres,
+        local_postgres_port=None if postgres else _port(env, "DAGSTER_PG_PORT", None),
     )

@@ -1,0 +1,347 @@
+"""`make serve`: Dagster's production shape against a real PostgreSQL, and what users see when a
+piece of it fails.
+
+One deployment (PostgreSQL, code server, daemon, webserver, each a process of its own) serves
+the module: starting it costs the most. Runs are launched through the webserver's GraphQL as the
+UI's **Materialize all** launches them. Each test leaves every service running.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import urllib.error
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import psutil
+import pytest
+
+from dagster_project.serve.local_postgres import LocalPostgresError, server_binaries
+from dagster_project.serve.services import Deployment, PidFile, free_port, stop_group
+from dagster_project.settings import REPO_ROOT, PostgresServer, SettingsError, load_serve_settings
+from dagster_project.warehouse import LEASE_TAKEN
+from tests.browser import TERMINAL_RUN_STATUSES, DagsterDev, run_statuses, wait_for, wait_for_run_to_end
+from tests.conftest import ProjectEnv, UIGraphQL, make_project_env
+from tests.dagster_dev import LAUNCH_RUN, run_messages, run_status
+
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "serve"
+# Bounds on a busy machine, not expectations: a run starts in 5 to 10 s and takes 15 to 30 s here.
+START_TIMEOUT = 120
+RUN_TIMEOUT = 300
+# Run monitoring checks every 10 s; a dead run is failed within 10 to 20 s of its death.
+RECOVERY_TIMEOUT = 180
+
+ASSETS_QUERY = """
+{ assetNodes { assetKey { path }
+    assetChecksOrError { ... on AssetChecks { checks { name assetKey { path } } } } } }
+"""
+EVENTS_QUERY = """
+query ($runId: ID!) {
+  runOrError(runId: $runId) { ... on Run { eventConnection { events {
+    __typename ... on MessageEvent { message timestamp } } } } }
+}
+"""
+SERVER_ID_QUERY = """
+{ workspaceOrError { ... on Workspace { locationEntries {
+    locationOrLoadError { ... on RepositoryLocation { serverId } } } } } }
+"""
+STEP_ENDS = ("ExecutionStepSuccessEvent", "ExecutionStepFailureEvent")
+
+
+def ensure_postgresql_installed() -> None:
+    """Debian's PostgreSQL, installed when we are root; otherwise fail naming the package."""
+    try:
+        server_binaries()
+    except LocalPostgresError as missing:
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.fail(str(missing), pytrace=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], check=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> ProjectEnv:
+    return make_project_env(tmp_path_factory.mktemp("serve"))
+
+
+@pytest.fixture(scope="module")
+def served(project: ProjectEnv) -> Iterator[Deployment]:
+    # pytest's temporary folders are closed to other users, and as root PostgreSQL runs as the
+    # `postgres` user, who must reach its cluster: this folder is open to pass through (0711).
+    state = Path(tempfile.mkdtemp(prefix="jaffle-serve-"))
+    state.chmod(0o711)
+    given = {name: value for name, value in os.environ.items() if name.startswith("DAGSTER_PG_")}
+    settings = load_serve_settings(
+        {**given, "JAFFLE_SERVE_DIR": str(state), "DAGSTER_WEBSERVER_PORT": str(free_port())}
+    )
+    if settings.postgres is None:
+        ensure_postgresql_installed()
+    deployment = Deployment(settings, base_env={**os.environ, **project.variables})
+    try:
+        deployment.start_all()
+        yield deployment
+    finally:
+        deployment.stop_all()
+        shutil.copytree(deployment.logs, ARTIFACTS, dirs_exist_ok=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def deployment(served: Deployment) -> Deployment:
+    """The module's deployment, with every service running (a failed test may have left one down)."""
+    for name in served.services:
+        process = served.processes.get(name)
+        if process is None or process.poll() is not None:
+            served.stop(name)  # whatever is left of its process group
+            served.start(name)
+    wait_for("the code location to load", ui(served).code_location_loaded, START_TIMEOUT)
+    return served
+
+
+def ui(deployment: Deployment) -> DagsterDev:
+    """The webserver, as the UI talks to it."""
+    return DagsterDev(deployment.processes["webserver"], deployment.url, deployment.log("webserver"))
+
+
+def code_server_id(deployment: Deployment) -> str | None:
+    """The id of the code server the UI has loaded (each start of a code server makes a new one)."""
+    data = ui(deployment).graphql(SERVER_ID_QUERY)
+    (entry,) = data["workspaceOrError"]["locationEntries"]
+    return (entry["locationOrLoadError"] or {}).get("serverId")
+
+
+def launch_materialize_all(deployment: Deployment) -> str:
+    """Launch a run as the UI's Materialize all button does: every asset and every check."""
+    nodes = ui(deployment).graphql(ASSETS_QUERY)["assetNodes"]
+    assets = [{"path": node["assetKey"]["path"]} for node in nodes]
+    checks = [
+        {"name": check["name"], "assetKey": {"path": check["assetKey"]["path"]}}
+        for node in nodes
+        for check in node["assetChecksOrError"].get("checks", [])
+    ]
+    selector = {**UIGraphQL.repository, "jobName": "__ASSET_JOB", "assetSelection": assets}
+    params = {"selector": {**selector, "assetCheckSelection": checks}, "mode": "default"}
+    launched = ui(deployment).graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def messages(deployment: Deployment, run_id: str) -> list[tuple[float, str, str]]:
+    """The run's event log, as the run's page lists it: (timestamp, event type, message)."""
+    data = ui(deployment).graphql(EVENTS_QUERY, {"runId": run_id})
+    events = data["runOrError"]["eventConnection"]["events"]
+    return [(float(event["timestamp"]) / 1000, event["__typename"], event["message"]) for event in events]
+
+
+def warehouse_span(deployment: Deployment, run_id: str) -> tuple[float, float]:
+    """When the run took the warehouse, and when its last step ended (tests/test_concurrency.py)."""
+    log = messages(deployment, run_id)
+    (taken,) = [at for at, _, message in log if message.startswith(LEASE_TAKEN)]
+    return taken, max(at for at, kind, _ in log if kind in STEP_ENDS)
+
+
+def holds_warehouse(deployment: Deployment, run_id: str) -> bool:
+    return any(message.startswith(LEASE_TAKEN) for _, _, message in messages(deployment, run_id))
+
+
+def wait_until_started(deployment: Deployment, run_id: str) -> None:
+    wait_for(f"run {run_id} to start", lambda: run_status(ui(deployment), run_id) == "STARTED", START_TIMEOUT)
+
+
+def ended_status(deployment: Deployment, run_id: str) -> str | None:
+    """The run's final status; None while it runs, or while the UI cannot read PostgreSQL yet
+    (the first requests after PostgreSQL restarts may fail with HTTP 500)."""
+    try:
+        status = run_status(ui(deployment), run_id)
+    except urllib.error.HTTPError:
+        return None
+    return status if status in TERMINAL_RUN_STATUSES else None
+
+
+def run_workers(deployment: Deployment) -> list[psutil.Process]:
+    """The processes the code server spawned to execute runs (multiprocessing's spawn)."""
+    workers = []
+    for child in psutil.Process(deployment.processes["code-server"].pid).children(recursive=True):
+        with suppress(psutil.Error):  # a worker that just ended is gone, or a zombie
+            if "spawn_main" in " ".join(child.cmdline()):
+                workers.append(child)
+    return workers
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    # gRPC listens on a dual-stack socket: 127.0.0.1 shows as ::ffff:127.0.0.1.
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
+def published_tables(project: ProjectEnv) -> dict[str, list[tuple]]:
+    """Every table and view users read (the `main` schema), with all its rows."""
+    if not project.database.exists():
+        return {}
+    names = project.query(
+        "select table_name from information_schema.tables where table_schema = 'main' order by 1"
+    )
+    return {name: sorted(project.query(f'select * from main."{name}"'), key=repr) for (name,) in names}
+
+
+def recorded_runs(deployment: Deployment) -> set[str]:
+    """The run ids PostgreSQL holds, read with psycopg2 rather than through Dagster."""
+    import psycopg2
+
+    server = deployment.postgres
+    connection = psycopg2.connect(
+        host=server.host, port=server.port, user=server.user, password=server.password, dbname=server.database
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("select run_id from runs")
+            return {run_id for (run_id,) in cursor.fetchall()}
+    finally:
+        connection.close()
+
+
+def test_every_service_is_a_process_of_its_own_and_listens_on_loopback_only(deployment: Deployment):
+    pids = {name: deployment.processes[name].pid for name in deployment.services}
+    assert len(set(pids.values())) == len(deployment.services)
+    listening = {
+        (name, connection.laddr.ip)
+        for name in deployment.services
+        for process in [psutil.Process(pids[name]), *psutil.Process(pids[name]).children(recursive=True)]
+        for connection in process.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    }
+    assert {name for name, _ in listening} == set(deployment.services) - {"daemon"}
+    assert [(name, ip) for name, ip in listening if not is_loopback(ip)] == []
+
+
+def test_two_materialize_all_runs_from_the_ui_both_succeed_and_never_use_duckdb_together(
+    deployment: Deployment, project: ProjectEnv
+):
+    runs = [launch_materialize_all(deployment), launch_materialize_all(deployment)]
+
+    statuses = [wait_for_run_to_end(ui(deployment), run, RUN_TIMEOUT) for run in runs]
+
+    assert statuses == ["SUCCESS", "SUCCESS"]
+    first, second = sorted(warehouse_span(deployment, run) for run in runs)
+    assert first[1] <= second[0], f"the runs used DuckDB at the same time: {first} and {second}"
+    assert set(runs) <= recorded_runs(deployment)
+    assert project.query("select count(*), sum(number_of_orders) from customers") == [(100, 99)]
+
+
+def test_run_history_survives_restarting_the_webserver_and_the_daemon(deployment: Deployment):
+    run = launch_materialize_all(deployment)
+    assert wait_for_run_to_end(ui(deployment), run, RUN_TIMEOUT) == "SUCCESS"
+    history = run_statuses(ui(deployment))
+
+    for name in ("webserver", "daemon"):
+        deployment.stop(name)
+        deployment.start(name)
+
+    assert run_statuses(ui(deployment)) == history
+    assert history[run] == "SUCCESS"
+
+
+def test_a_run_whose_code_server_is_killed_fails_saying_so_and_the_next_succeeds_once_it_is_back(
+    deployment: Deployment,
+):
+    killed = launch_materialize_all(deployment)
+    wait_until_started(deployment, killed)
+    old_server = code_server_id(deployment)
+
+    # As a container's death would: the code server and the run workers it started, at once.
+    deployment.stop("code-server", signal.SIGKILL)
+    deployment.start("code-server")
+    # The UI notices by itself (the location shows an error, then loads again): no Reload click.
+    wait_for(
+        "the UI to load the restarted code server",
+        lambda: code_server_id(deployment) not in (old_server, None),
+        START_TIMEOUT,
+    )
+
+    assert wait_for_run_to_end(ui(deployment), killed, RECOVERY_TIMEOUT) == "FAILURE"
+    said = "\n".join(run_messages(ui(deployment), killed))
+    assert re.search(r"The run's process \(PID \d+\) (is gone|has exited)", said), said
+    assert f"It ran inside the code server at 127.0.0.1:{deployment.code_server_port}" in said
+    assert wait_for_run_to_end(ui(deployment), launch_materialize_all(deployment), RUN_TIMEOUT) == "SUCCESS"
+
+
+def test_a_run_worker_killed_with_sigkill_is_failed_and_the_next_run_succeeds_unattended(
+    deployment: Deployment,
+):
+    killed = launch_materialize_all(deployment)
+    wait_until_started(deployment, killed)
+    (worker,) = wait_for("the run worker process", lambda: run_workers(deployment), START_TIMEOUT)
+
+    worker.send_signal(signal.SIGKILL)
+    # Launched at once: it waits in the queue for the `duckdb` pool the killed run held.
+    next_run = launch_materialize_all(deployment)
+
+    assert wait_for_run_to_end(ui(deployment), next_run, RECOVERY_TIMEOUT + RUN_TIMEOUT) == "SUCCESS"
+    assert run_status(ui(deployment), killed) == "FAILURE"
+    said = "\n".join(run_messages(ui(deployment), killed))
+    assert re.search(
+        rf"terminated by signal 9 \(SIGKILL\)|The run's process \(PID {worker.pid}\) (is gone|has exited)",
+        said,
+    ), said
+
+
+def test_a_run_that_loses_postgresql_fails_publishes_nothing_and_the_next_succeeds_once_it_is_back(
+    deployment: Deployment, project: ProjectEnv
+):
+    if not deployment.local:
+        pytest.skip("PostgreSQL is the server named in the environment: this test stops only its own.")
+    before = published_tables(project)
+    cut = launch_materialize_all(deployment)
+    wait_for(f"run {cut} to hold the warehouse", lambda: holds_warehouse(deployment, cut), START_TIMEOUT)
+
+    deployment.stop("postgres")
+    # The run can record nothing more; it gives up, and its process ends, in about a minute.
+    wait_for("the run's process to end", lambda: not run_workers(deployment), RECOVERY_TIMEOUT)
+    assert published_tables(project) == before
+    deployment.start("postgres")
+
+    assert wait_for(f"run {cut} to end", lambda: ended_status(deployment, cut), RECOVERY_TIMEOUT) == "FAILURE"
+    assert published_tables(project) == before
+    assert wait_for_run_to_end(ui(deployment), launch_materialize_all(deployment), RUN_TIMEOUT) == "SUCCESS"
+    assert project.query("select count(*), sum(number_of_orders) from customers") == [(100, 99)]
+
+
+def test_stopping_a_service_stops_its_whole_group_even_once_its_leader_died_and_nothing_else(
+    tmp_path: Path,
+):
+    # A code server that was killed leaves its run workers running, orphaned, in its group.
+    service = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        pid_file = PidFile(tmp_path / "code-server.pid")
+        pid_file.write(psutil.Process(service.pid))
+        (orphan,) = wait_for("the service's child", lambda: psutil.Process(service.pid).children(), 30)
+        service.kill()
+        service.wait(timeout=30)
+
+        assert stop_group(pid_file, signal.SIGTERM)
+
+        assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
+        assert bystander.poll() is None
+        assert not stop_group(pid_file, signal.SIGTERM)
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_postgresql_url_in_the_environment_replaces_the_local_cluster():
+    settings = load_serve_settings({"DAGSTER_PG_URL": "postgresql://ops:s%40cret@db.internal:6543/runs"})
+
+    assert settings.postgres == PostgresServer("db.internal", 6543, "ops", "s@cret", "runs")
+    assert settings.webserver_host == "127.0.0.1"
+
+
+def test_a_postgresql_host_without_its_password_is_refused_naming_the_variable():
+    with pytest.raises(SettingsError, match="DAGSTER_PG_PASSWORD is not set"):
+        load_serve_settings({"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_USER": "ops"})
