@@ -28,8 +28,8 @@ from dagster_project.serve.services import Deployment, PidFile, free_port, stop_
 from dagster_project.settings import REPO_ROOT, PostgresServer, SettingsError, load_serve_settings
 from dagster_project.warehouse import LEASE_TAKEN
 from tests.browser import TERMINAL_RUN_STATUSES, DagsterDev, run_statuses, wait_for, wait_for_run_to_end
-from tests.conftest import ProjectEnv, UIGraphQL, make_project_env
 from tests.dagster_dev import LAUNCH_RUN, run_messages, run_status
+from tests.helpers import ProjectEnv, UIGraphQL, make_project_env
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "serve"
 # Bounds on a busy machine, not expectations: a run starts in 5 to 10 s and takes 15 to 30 s here.
