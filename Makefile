@@ -59,9 +59,15 @@ bench: setup
 
 setup: $(VENV)/.synced $(MANIFEST) $(INSTANCE_CONFIG)
 
+# The system's Python is checked first, so a machine that cannot build the venv stops with the one
+# command that fixes it. A venv that failed half-way (Debian without python3-venv leaves one without
+# pip) is removed, or the next `make` would take it as made.
+$(VENV)/bin/python:
+	@$(PYTHON) dagster_project/system_check.py python
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+
 # pip installs uv into the venv, so python3 and make are all a fresh machine needs.
-$(VENV)/.synced: pyproject.toml uv.lock
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/.synced: pyproject.toml uv.lock | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv sync --quiet --frozen --inexact --python $(BIN)/python
 	touch $@
@@ -81,15 +87,14 @@ your-dagster-home:
 	  "so Dagster runs without this project's settings (one DuckDB run at a time, dead runs failed" \
 	  "by themselves); to use them: mkdir -p $(DAGSTER_HOME) && cp $(CURDIR)/$(INSTANCE_TEMPLATE) $(DAGSTER_HOME)/" >&2
 
-# The browser test drives Debian's Chromium; never a downloaded browser build.
-browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+# The browser test drives the system's Chromium or Chrome (system_check.py says where it looks),
+# never a downloaded browser build. As root on Debian or Ubuntu, make installs Debian's Chromium.
+browser: $(VENV)/.synced
+	@python dagster_project/system_check.py browser >/dev/null 2>&1 || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "The browser test needs Chromium: install it with 'sudo apt-get install chromium'" \
-	         "(or your system's package), then run 'make test' again." >&2; exit 1; \
-	  fi; }
+	  fi
+	@python dagster_project/system_check.py browser >/dev/null
 
 # `make serve` and its tests run a local PostgreSQL from Debian's packages, unless
 # DAGSTER_PG_HOST or DAGSTER_PG_URL names a server.

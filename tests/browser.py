@@ -1,11 +1,11 @@
-"""What the browser test drives: `dagster dev` as `make run` starts it, and Debian's Chromium."""
+"""What the browser test drives: `dagster dev` as `make run` starts it, and the system's Chromium."""
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,10 +17,10 @@ from typing import Any
 import psutil
 import pytest
 
+from dagster_project import system_check
 from dagster_project.settings import REPO_ROOT
 from tests.helpers import VENV_BIN
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser")
 # A headless CI box has no GPU, a small /dev/shm and no network: turn off what would need them.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -35,14 +35,14 @@ CHROMIUM_ARGS = [
 
 
 def chromium_path() -> str:
-    """Debian's Chromium; the test fails (never skips) without it, and says how to get it."""
-    for name in CHROMIUM_NAMES:
-        if path := shutil.which(name):
-            return path
+    """The system's Chromium or Chrome; the test fails (never skips) without one, saying how to get it."""
+    if path := system_check.browser_path(
+        os.environ, sys.platform, system_check.is_executable, system_check.list_dir
+    ):
+        return path
+    is_root = os.geteuid() == 0
     pytest.fail(
-        "The browser test needs Chromium and found none on PATH (looked for "
-        f"{', '.join(CHROMIUM_NAMES)}). Install it with 'sudo apt-get install chromium' "
-        "(or run 'make browser' as root), then run 'make test' again.",
+        system_check.browser_hint(os.environ, sys.platform, system_check.package_manager(), is_root),
         pytrace=False,
     )
 
