@@ -244,3 +244,19 @@ def test_a_run_killed_during_dbt_publishes_nothing_and_the_next_run_repairs_buil
     assert_catalog_matches_warehouse(env, instance)
     log = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any("ended without publishing or cleaning up; restored raw_customers" in m for m in log)
+
+
+def test_materialize_selected_on_a_raw_asset_alone_publishes_it_after_its_checks(good):
+    # No dbt model in the run, so the raw step itself publishes once its checks pass.
+    env, instance, before = good
+    path = env.data_dir / "raw_orders.csv"
+    replace_file(path, path.read_text(encoding="utf-8").replace(",placed\n", ",shipped\n", 1))
+
+    result = env.run_job(instance, asset_selection=[AssetKey("raw_orders")])
+
+    assert result.success
+    after = published(env)
+    assert after["raw_orders"] != before["raw_orders"]
+    assert after["stg_orders"] != before["stg_orders"], "the published view reads the published table"
+    assert after["orders"] == before["orders"], "the marts were not selected"
+    assert_catalog_matches_warehouse(env, instance)
