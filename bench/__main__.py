@@ -1,15 +1,18 @@
-"""python -m bench --scale N [--pairs 3] [--out docs/benchmarks.md] [--data-dir data/bench]"""
+"""python -m bench --scale N [--pairs 3] [--ui | --no-ui] [--out docs/benchmarks.md] [--data-dir data/bench]"""
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import bench
-from bench import cases, data, report
+from bench import cases, data, report, ui
 from bench.measure import CommandFailed
 from dagster_project.datagen import positive_int
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The UI row by default where a run is quick enough to wait for from a browser (issue 15).
+UI_MAX_DEFAULT_SCALE = 100
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,6 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--pairs", type=positive_int, default=3, help="alternating Dagster/bare pairs (default: 3)"
+    )
+    parser.add_argument(
+        "--ui",
+        action=argparse.BooleanOptionalAction,
+        help=f"also launch Materialize all through a `dg dev` (default: at scales up to {UI_MAX_DEFAULT_SCALE})",
     )
     parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md", help="markdown to update"
@@ -33,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
 
     folder = data.ensure_data(args.scale, args.data_dir)
     try:
-        record = benchmark(args.scale, args.pairs, folder, args.data_dir / "logs")
+        with_ui = args.ui if args.ui is not None else args.scale <= UI_MAX_DEFAULT_SCALE
+        record = benchmark(args.scale, args.pairs, folder, args.data_dir / "logs", with_ui)
     except CommandFailed as error:
         sys.exit(str(error))
     results_path = args.out.with_suffix(".json")
@@ -44,33 +53,48 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Wrote {args.out} and {results_path}")
 
 
-def benchmark(scale: int, pairs: int, folder: Path, logs: Path) -> dict:
-    """Measure `pairs` alternating pairs of each case; the logs of the last pair stay in `logs`."""
+def benchmark(scale: int, pairs: int, folder: Path, logs: Path, with_ui: bool = False) -> dict:
+    """Measure `pairs` alternating rounds of each case; the logs of the last round stay in `logs`.
+
+    The UI's `dg dev` is started once and stays up through every round: its daemon and code
+    server idle beside the headless runs, as they would on a developer's machine.
+    """
     logs.mkdir(parents=True, exist_ok=True)
     runs = {
+        "cli": {"wall_s": [], "peak_rss_bytes": []},
         "materialize": {"wall_s": [], "peak_rss_bytes": []},
         "bare": {"wall_s": [], "peak_rss_bytes": []},
         "chart_bytes": [],
         "code_load": {"definitions_s": [], "imports_s": []},
+        **({"ui": []} if with_ui else {}),
     }
-    for pair in range(1, pairs + 1):
-        dagster, chart_bytes = cases.materialize(folder, logs / "materialize.log")
-        bare = cases.bare(folder, logs / "bare.log")
-        definitions_s = cases.python_seconds(cases.LOAD_DEFINITIONS, logs / "load-definitions.log")
-        imports_s = cases.python_seconds(cases.IMPORT_LIBRARIES, logs / "import-libraries.log")
-        for name, measured in (("materialize", dagster), ("bare", bare)):
-            runs[name]["wall_s"].append(measured.wall_s)
-            runs[name]["peak_rss_bytes"].append(measured.peak_rss_bytes)
-        runs["chart_bytes"].append(chart_bytes)
-        runs["code_load"]["definitions_s"].append(definitions_s)
-        runs["code_load"]["imports_s"].append(imports_s)
-        print(
-            f"scale {scale:,}, pair {pair}/{pairs}: "
-            f"Dagster {dagster.wall_s:.1f} s, {report.size(dagster.peak_rss_bytes)}; "
-            f"bare {bare.wall_s:.1f} s, {report.size(bare.peak_rss_bytes)}; "
-            f"load code {definitions_s:.1f} s, import libraries {imports_s:.1f} s",
-            flush=True,
-        )
+    with ExitStack() as stack:
+        dev = stack.enter_context(ui.server(folder, logs)) if with_ui else None
+        for pair in range(1, pairs + 1):
+            cli, chart_bytes = cases.materialize(folder, logs / "cli.log")
+            bare = cases.bare(folder, logs / "bare.log")
+            materialize, _ = cases.materialize(folder, logs / "materialize.log", cases.MAKE_MATERIALIZE)
+            definitions_s = cases.python_seconds(cases.LOAD_DEFINITIONS, logs / "load-definitions.log")
+            imports_s = cases.python_seconds(cases.IMPORT_LIBRARIES, logs / "import-libraries.log")
+            for name, measured in (("cli", cli), ("materialize", materialize), ("bare", bare)):
+                runs[name]["wall_s"].append(measured.wall_s)
+                runs[name]["peak_rss_bytes"].append(measured.peak_rss_bytes)
+            runs["chart_bytes"].append(chart_bytes)
+            runs["code_load"]["definitions_s"].append(definitions_s)
+            runs["code_load"]["imports_s"].append(imports_s)
+            ui_note = ""
+            if dev is not None:
+                launched = ui.materialize_all(dev)
+                runs["ui"].append(launched)
+                ui_note = f"; UI {launched['launch_to_end_s']:.1f} s"
+            print(
+                f"scale {scale:,}, round {pair}/{pairs}: "
+                f"Dagster CLI {cli.wall_s:.1f} s, {report.size(cli.peak_rss_bytes)}; "
+                f"make materialize {materialize.wall_s:.1f} s; "
+                f"bare {bare.wall_s:.1f} s, {report.size(bare.peak_rss_bytes)}; "
+                f"load code {definitions_s:.1f} s, import libraries {imports_s:.1f} s{ui_note}",
+                flush=True,
+            )
     return {
         "scale": scale,
         "seed": data.SEED,

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import report
+from bench import report, ui
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,7 @@ RESULT_COLUMNS = [
     "Dagster peak",
     "bare peak",
     "memory ratio",
+    "make materialize",
     "Chart",
     "Load code",
     "Import libraries",
@@ -49,7 +50,8 @@ def record(scale: int) -> dict:
         "csv_bytes": 6500 * scale,
         "machine": {"cores": 2, "ram_bytes": 8 * 1024**3},
         "versions": {"python": "3.11.7", "dagster": "1", "dagster-dbt": "2", "dbt-core": "3", "duckdb": "4"},
-        "materialize": {"wall_s": [20.0, 22.0, 21.0], "peak_rss_bytes": [500 * 2**20] * 3},
+        "cli": {"wall_s": [20.0, 22.0, 21.0], "peak_rss_bytes": [500 * 2**20] * 3},
+        "materialize": {"wall_s": [19.0, 19.5, 20.0], "peak_rss_bytes": [490 * 2**20] * 3},
         "bare": {"wall_s": [10.0, 10.5, 9.5], "peak_rss_bytes": [250 * 2**20] * 3},
         "chart_bytes": [4 * 2**20] * 3,
         "code_load": {"definitions_s": [5.0] * 3, "imports_s": [4.0] * 3},
@@ -68,6 +70,8 @@ def test_a_benchmark_at_scale_one_writes_a_row_of_positive_measurements(tmp_path
             "1",
             "--pairs",
             "1",
+            # The UI row starts a `dg dev`: the UI tests cover that server, and this stays quick.
+            "--no-ui",
             "--out",
             str(out),
             "--data-dir",
@@ -133,3 +137,56 @@ def test_ratios_are_dagster_over_bare_medians(tmp_path):
         "250.0 MiB",
         "2.00",
     )
+
+
+def event(event_type: str | None, seconds: float, step: str | None = None, message: str = "") -> dict:
+    return {
+        "eventType": event_type,
+        "timestamp": str(int(seconds * 1000)),
+        "stepKey": step,
+        "message": message,
+    }
+
+
+def test_a_ui_run_is_broken_down_into_queue_worker_start_steps_and_publish_from_its_event_log():
+    events = [
+        event("RUN_ENQUEUED", 100.0),
+        event("RUN_STARTING", 101.5),
+        event("RUN_START", 108.0),
+        event("STEP_START", 110.0, "raw_tables"),
+        event("STEP_SUCCESS", 112.0, "raw_tables"),
+        event("STEP_START", 112.5, "dbt"),
+        event("ASSET_CHECK_EVALUATION", 118.0, "dbt"),
+        event(None, 118.25, "dbt", "Published customers, orders."),
+        event("STEP_SUCCESS", 119.0, "dbt"),
+    ]
+
+    assert ui.breakdown(events) == {
+        "queue_s": 1.5,
+        "worker_start_s": 8.5,
+        "steps_s": {"raw_tables": 2.0, "dbt": 6.5},
+        "publish_s": 0.25,
+    }
+
+
+def test_the_ui_table_shows_launch_to_end_against_bare_and_the_headless_command(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    launched = {"queue_s": 1.0, "worker_start_s": 8.0, "steps_s": {"dbt": 6.0}, "publish_s": 0.25}
+    with_ui = record(1) | {"ui": [launched | {"launch_to_end_s": s} for s in (24.0, 21.0, 30.0)]}
+
+    report.write_section(out, {"1": with_ui, "100": record(100)})
+
+    ui_block = next(block for block in out.read_text().split("\n\n") if block.startswith("| Scale | UI"))
+    header, _, row = ui_block.splitlines()
+    cells = dict(zip(header.strip("|").split("|"), row.strip("|").split("|"), strict=True))
+    cells = {name.strip(): value.strip() for name, value in cells.items()}
+    assert cells == {
+        "Scale": "1",
+        "UI launch → end": "24.0 s",
+        "÷ bare": "2.40",
+        "÷ Dagster CLI": "1.14",
+        "queue": "1.0 s",
+        "worker start": "8.0 s",
+        "publish": "0.25 s",
+        "dbt": "6.0 s",
+    }
