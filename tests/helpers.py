@@ -17,6 +17,19 @@ from dagster_project.definitions import build_defs
 from dagster_project.settings import INSTANCE_TEMPLATE, REPO_ROOT, SAMPLE_DATA_DIR, Settings, load_settings
 from dagster_project.warehouse import WarehouseResource
 
+# Every asset of the project, as the UI names them.
+PROJECT_ASSETS = (
+    "raw_customers",
+    "raw_orders",
+    "raw_payments",
+    "stg_customers",
+    "stg_orders",
+    "stg_payments",
+    "customers",
+    "orders",
+    "order_count_chart",
+)
+
 # The executables of the venv running the tests, whatever it is called and wherever it is.
 VENV_BIN = Path(sys.executable).parent
 
@@ -30,6 +43,17 @@ class ProjectEnv:
     database: Path
     chart_dir: Path
     dagster_home: Path
+
+    @classmethod
+    def under(cls, root: Path) -> "ProjectEnv":
+        """The project's state laid out under ``root``."""
+        return cls(
+            root=root,
+            data_dir=root / "data",
+            database=root / "warehouse" / "jaffle.duckdb",
+            chart_dir=root / "charts",
+            dagster_home=root / "dagster_home",
+        )
 
     @property
     def variables(self) -> dict[str, str]:
@@ -116,13 +140,7 @@ def make_project_env(
     With ``monkeypatch``, the process environment points at them too, for code that reads it
     (Dagster's own ``DagsterInstance.get()``, subprocesses, code servers).
     """
-    env = ProjectEnv(
-        root=root,
-        data_dir=root / "data",
-        database=root / "warehouse" / "jaffle.duckdb",
-        chart_dir=root / "charts",
-        dagster_home=root / "dagster_home",
-    )
+    env = ProjectEnv.under(root)
     shutil.copytree(data, env.data_dir)
     env.dagster_home.mkdir()
     shutil.copy(INSTANCE_TEMPLATE, env.dagster_home / "dagster.yaml")

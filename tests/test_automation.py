@@ -12,6 +12,7 @@ from dagster import (
 
 from dagster_project.data_source import LocalDataSource
 from dagster_project.defs.automation import daily_jaffle_shop_schedule, raw_files_sensor
+from tests.helpers import PROJECT_ASSETS
 from tests.mocks import InMemoryDataSource
 
 FILES = {
@@ -23,20 +24,7 @@ FILES = {
 
 def test_the_job_builds_every_asset_of_the_project(project_env):
     job = project_env.defs().resolve_job_def("jaffle_shop_job")
-    assert job.asset_layer.executable_asset_keys == {
-        AssetKey(name)
-        for name in (
-            "raw_customers",
-            "raw_orders",
-            "raw_payments",
-            "stg_customers",
-            "stg_orders",
-            "stg_payments",
-            "customers",
-            "orders",
-            "order_count_chart",
-        )
-    }
+    assert job.asset_layer.executable_asset_keys == {AssetKey(name) for name in PROJECT_ASSETS}
 
 
 def test_the_schedule_and_the_sensor_run_that_job():

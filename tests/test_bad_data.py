@@ -66,13 +66,7 @@ def good(good_template, tmp_path, monkeypatch):
     """
     root = tmp_path / "project"
     shutil.copytree(good_template, root)
-    env = ProjectEnv(
-        root=root,
-        data_dir=root / "data",
-        database=root / "warehouse" / "jaffle.duckdb",
-        chart_dir=root / "charts",
-        dagster_home=root / "dagster_home",
-    )
+    env = ProjectEnv.under(root)
     for name, value in env.variables.items():
         monkeypatch.setenv(name, value)
     with env.instance() as instance:

@@ -7,23 +7,13 @@ import textwrap
 from dagster_project.dbt_project import jaffle_shop_project
 from dagster_project.definitions import defs
 from dagster_project.settings import REPO_ROOT
-from tests.helpers import VENV_BIN
+from tests.helpers import PROJECT_ASSETS, VENV_BIN
 
 
 def test_the_definitions_load_with_every_asset_and_resource():
     repository = defs.get_repository_def()
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {
-        "raw_customers",
-        "raw_orders",
-        "raw_payments",
-        "stg_customers",
-        "stg_orders",
-        "stg_payments",
-        "customers",
-        "orders",
-        "order_count_chart",
-    }
+    assert keys == set(PROJECT_ASSETS)
     assert set(repository.get_top_level_resources()) >= {"duckdb", "dbt", "data_source"}
     assert defs.resolve_job_def("jaffle_shop_job") is not None
 

@@ -13,6 +13,7 @@ import pytest
 from dagster import AssetKey
 
 from dagster_project.accepted_values import PAYMENT_METHODS
+from tests.helpers import PROJECT_ASSETS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -22,17 +23,7 @@ def test_every_asset_is_materialized(sample_run):
     materialized = {
         event.asset_key.to_user_string() for event in sample_run.result.get_asset_materialization_events()
     }
-    assert materialized == {
-        "raw_customers",
-        "raw_orders",
-        "raw_payments",
-        "stg_customers",
-        "stg_orders",
-        "stg_payments",
-        "customers",
-        "orders",
-        "order_count_chart",
-    }
+    assert materialized == set(PROJECT_ASSETS)
 
 
 def test_raw_tables_hold_every_row_of_the_sample_files(sample_run):

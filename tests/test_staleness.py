@@ -12,19 +12,9 @@ from dagster import AssetKey, Definitions
 
 from dagster_project.defs import ingest
 from tests.changed_loader import NEW_LOADER_VERSION, with_rebuilt_raw_orders
-from tests.helpers import FullRun, UIGraphQL, ui_graphql_for
+from tests.helpers import PROJECT_ASSETS, FullRun, UIGraphQL, ui_graphql_for
 
-ALL = {
-    "raw_customers",
-    "raw_orders",
-    "raw_payments",
-    "stg_customers",
-    "stg_orders",
-    "stg_payments",
-    "customers",
-    "orders",
-    "order_count_chart",
-}
+ALL = set(PROJECT_ASSETS)
 # raw_orders feeds only stg_orders.
 CHILDREN_OF_RAW_ORDERS = {"stg_orders"}
 
