@@ -1,6 +1,7 @@
-"""python -m bench --scale N [--pairs 3] [--ui | --no-ui] [--out docs/benchmarks.md] [--data-dir data/bench]"""
+"""python -m bench --scale N [--pairs 3] [--ui | --no-ui] [--memory-limit SIZE] [--out docs/benchmarks.md] [--data-dir data/bench]"""
 
 import argparse
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -37,7 +38,15 @@ def main(argv: list[str] | None = None) -> None:
         default=REPO_ROOT / "data" / "bench",
         help="where generated data is kept for reuse; scale 1,000,000 needs about 9 GB",
     )
+    parser.add_argument(
+        "--memory-limit",
+        help="DuckDB's memory_limit for both sides, such as 19GiB (default: DUCKDB_MEMORY_LIMIT, "
+        "or the project's default, a quarter of this machine's memory)",
+    )
     args = parser.parse_args(argv)
+    if args.memory_limit:
+        # Read by the settings of both sides, as a user's DUCKDB_MEMORY_LIMIT would be.
+        os.environ["DUCKDB_MEMORY_LIMIT"] = args.memory_limit
 
     folder = data.ensure_data(args.scale, args.data_dir)
     try:
@@ -47,10 +56,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(str(error))
     results_path = args.out.with_suffix(".json")
     results = report.load(results_path)
-    results[str(args.scale)] = record
+    results[results_key(args.scale, args.memory_limit)] = record
     report.save(results_path, results)
     report.write_section(args.out, results)
     print(f"Wrote {args.out} and {results_path}")
+
+
+def results_key(scale: int, memory_limit: str | None) -> str:
+    """One record per scale, and one more per memory limit given by hand."""
+    return f"{scale} memory_limit={memory_limit}" if memory_limit else str(scale)
 
 
 def benchmark(scale: int, pairs: int, folder: Path, logs: Path, with_ui: bool = False) -> dict:
@@ -100,6 +114,7 @@ def benchmark(scale: int, pairs: int, folder: Path, logs: Path, with_ui: bool = 
         "seed": data.SEED,
         "pairs": pairs,
         "rows": data.generated_rows(folder),
+        "memory_limit": cases.memory_limit(),
         "csv_bytes": data.csv_bytes(folder),
         **report.environment(),
         **runs,

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from bench.measure import Measurement, measure
+from dagster_project.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +67,8 @@ def bare(data_dir: Path, log: Path) -> Measurement:
             str(work / "jaffle.duckdb"),
             "--dbt-target-path",
             str(work / "dbt"),
+            "--memory-limit",
+            memory_limit(),
         ]
         return measure(command, project_env(), REPO_ROOT, log)
 
@@ -75,6 +78,11 @@ def python_seconds(code: str, log: Path) -> float:
     with tempfile.TemporaryDirectory(prefix="jaffle-bench-") as dagster_home:
         env = project_env(DAGSTER_HOME=dagster_home)
         return measure([sys.executable, "-c", code], env, REPO_ROOT, log).wall_s
+
+
+def memory_limit() -> str:
+    """The DuckDB memory limit the project's runs get here: DUCKDB_MEMORY_LIMIT or the default."""
+    return load_settings(project_env()).duckdb_memory_limit
 
 
 def project_env(**overrides: str) -> dict[str, str]:

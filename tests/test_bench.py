@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from bench import report, ui
+from dagster_project.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +20,7 @@ RESULT_COLUMNS = [
     "Orders",
     "Payments",
     "CSV",
+    "Memory limit",
     "Dagster",
     "bare",
     "time ratio",
@@ -86,6 +88,8 @@ def test_a_benchmark_at_scale_one_writes_a_row_of_positive_measurements(tmp_path
     assert len(rows) == 1
     measured = dict(zip(header, rows[0], strict=False))
     assert measured["Scale"] == "1"
+    # Both sides ran with the limit a user's run gets by default.
+    assert measured["Memory limit"] == load_settings({}).duckdb_memory_limit
     assert (measured["Customers"], measured["Orders"], measured["Payments"]) == ("100", "99", "113")
     for column in RESULT_COLUMNS[4:]:
         number = re.match(r"[\d,.]+", measured[column])
