@@ -24,6 +24,8 @@ def environment() -> dict:
     return {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": {"cores": psutil.cpu_count(), "ram_bytes": psutil.virtual_memory().total},
+        # The benchmark itself keeps about one core busy; more says other work shared the machine.
+        "load_average_15m": round(psutil.getloadavg()[2], 2),
         "versions": {"python": platform.python_version(), **{name: version(name) for name in PACKAGES}},
     }
 
@@ -76,8 +78,11 @@ def render(results: dict[str, dict]) -> str:
         *(results_row(record) for record in records),
         "",
         *ui_table([record for record in records if record.get("ui")]),
-        "| Scale | Date | Pairs | Cores | RAM | Python | dagster | dagster-dbt | dbt-core | duckdb |",
-        "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |",
+        "**Load** is the machine's 15-minute load average when the measurements ended: the benchmark "
+        "itself keeps about one core busy, so more means other work shared the machine.",
+        "",
+        "| Scale | Memory limit | Date | Pairs | Cores | RAM | Load | Python | dagster | dagster-dbt | dbt-core | duckdb |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |",
         *(environment_row(record) for record in records),
         "",
     ]
@@ -163,10 +168,12 @@ def environment_row(record: dict) -> str:
     machine, versions = record["machine"], record["versions"]
     cells = [
         f"{record['scale']:,}",
+        memory_limit(record),
         record["date"],
         str(record["pairs"]),
         str(machine["cores"]),
         size(machine["ram_bytes"]),
+        str(machine.get("load_average_15m", "not recorded")),
         *(versions[name] for name in ("python", *PACKAGES)),
     ]
     return "| " + " | ".join(cells) + " |"
