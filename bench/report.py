@@ -173,7 +173,7 @@ def environment_row(record: dict) -> str:
         str(record["pairs"]),
         str(machine["cores"]),
         size(machine["ram_bytes"]),
-        str(machine.get("load_average_15m", "not recorded")),
+        str(record.get("load_average_15m", "not recorded")),
         *(versions[name] for name in ("python", *PACKAGES)),
     ]
     return "| " + " | ".join(cells) + " |"

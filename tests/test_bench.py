@@ -94,6 +94,12 @@ def test_a_benchmark_at_scale_one_writes_a_row_of_positive_measurements(tmp_path
     for column in RESULT_COLUMNS[4:]:
         number = re.match(r"[\d,.]+", measured[column])
         assert number and float(number[0].replace(",", "")) > 0, column
+    environment = next(
+        b for b in out.read_text().split("\n\n") if b.startswith("| Scale | Memory limit | Date")
+    )
+    header, _, row = (line.strip("|").split("|") for line in environment.splitlines()[:3])
+    load = dict(zip((cell.strip() for cell in header), (cell.strip() for cell in row), strict=True))["Load"]
+    assert float(load) >= 0, load
     stored = json.loads(out.with_suffix(".json").read_text())
     assert list(stored) == ["1"]
     assert stored["1"]["pairs"] == 1
