@@ -49,8 +49,8 @@ def spark_submit() -> Path:
     spec = importlib.util.find_spec("pyspark")
     if spec is None or spec.origin is None:
         raise SparkServerError(
-            "pyspark is not installed in this Python: run 'make spark' (it installs the `spark` extra), "
-            "or 'uv sync --inexact --extra spark'."
+            "pyspark is not installed in this Python: 'make test' and 'make spark' install the `spark` extra, "
+            "as does 'uv sync --inexact --extra spark'."
         )
     return Path(spec.origin).parent / "bin" / "spark-submit"
 
