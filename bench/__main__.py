@@ -1,7 +1,8 @@
-"""python -m bench --scale N [--engine duckdb|spark] [--pairs 3] [--ui | --no-ui] [--out docs/benchmarks.md]
-[--data-dir data/bench]"""
+"""python -m bench --scale N [--engine duckdb|spark] [--pairs 3] [--ui | --no-ui] [--memory-limit SIZE]
+[--out docs/benchmarks.md] [--data-dir data/bench]"""
 
 import argparse
+import os
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -46,7 +47,21 @@ def main(argv: list[str] | None = None) -> None:
         default=REPO_ROOT / "data" / "bench",
         help="where generated data is kept for reuse; scale 1,000,000 needs about 9 GB",
     )
+    parser.add_argument(
+        "--make-materialize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time `make materialize` each round (default: yes; it does the README command's work)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        help="DuckDB's memory_limit for both sides, such as 19GiB (default: DUCKDB_MEMORY_LIMIT, "
+        "or the project's default, a quarter of this machine's memory)",
+    )
     args = parser.parse_args(argv)
+    if args.memory_limit:
+        # Read by the settings of both sides, as a user's DUCKDB_MEMORY_LIMIT would be.
+        os.environ["DUCKDB_MEMORY_LIMIT"] = args.memory_limit
 
     folder = data.ensure_data(args.scale, args.data_dir)
     try:
@@ -54,19 +69,31 @@ def main(argv: list[str] | None = None) -> None:
         default_ui = args.engine == "duckdb" and args.scale <= UI_MAX_DEFAULT_SCALE
         with_ui = args.ui if args.ui is not None else default_ui
         logs = args.data_dir / "logs" / ("spark" if args.engine == "spark" else "")
-        record = benchmark(args.scale, args.pairs, folder, logs, with_ui, args.engine)
+        record = benchmark(args.scale, args.pairs, folder, logs, with_ui, args.make_materialize, args.engine)
     except (CommandFailed, SparkServerError) as error:
         sys.exit(str(error))
     results_path = args.out.with_suffix(".json")
     results = report.load(results_path)
-    results[report.key(record)] = record
+    results[results_key(args.scale, args.memory_limit, args.engine)] = record
     report.save(results_path, results)
     report.write_section(args.out, results)
     print(f"Wrote {args.out} and {results_path}")
 
 
+def results_key(scale: int, memory_limit: str | None, engine: str = "duckdb") -> str:
+    """One record per scale, and one more per memory limit given by hand, and per other engine."""
+    key = str(scale) if engine == "duckdb" else f"{scale} {engine}"
+    return f"{key} memory_limit={memory_limit}" if memory_limit else key
+
+
 def benchmark(
-    scale: int, pairs: int, folder: Path, logs: Path, with_ui: bool = False, engine_name: str = "duckdb"
+    scale: int,
+    pairs: int,
+    folder: Path,
+    logs: Path,
+    with_ui: bool = False,
+    make_materialize: bool = True,
+    engine_name: str = "duckdb",
 ) -> dict:
     """Measure `pairs` alternating rounds of each case; the logs of the last round stay in `logs`.
 
@@ -89,18 +116,24 @@ def benchmark(
             # the runs are its clients, as they would be of a cluster's. Peaks count the clients.
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jaffle-bench-spark-")))
             engine = cases.Engine("spark", stack.enter_context(running_server(state)).url)
-        dev = stack.enter_context(ui.server(folder, logs)) if with_ui else None
+        dev = None
+        if with_ui:
+            dev, runs["ui_start_s"] = stack.enter_context(ui.server(folder, logs))
         for pair in range(1, pairs + 1):
             cli, chart_bytes = cases.materialize(folder, logs / "cli.log", engine=engine)
             bare = cases.bare(folder, logs / "bare.log", engine)
-            materialize, _ = cases.materialize(
-                folder, logs / "materialize.log", cases.MAKE_MATERIALIZE, engine
+            materialize = (
+                cases.materialize(folder, logs / "materialize.log", cases.MAKE_MATERIALIZE, engine)[0]
+                if make_materialize
+                else None
             )
             definitions_s = cases.python_seconds(
                 cases.LOAD_DEFINITIONS, logs / "load-definitions.log", engine
             )
             imports_s = cases.python_seconds(cases.IMPORT_LIBRARIES, logs / "import-libraries.log")
             for name, measured in (("cli", cli), ("materialize", materialize), ("bare", bare)):
+                if measured is None:
+                    continue
                 runs[name]["wall_s"].append(measured.wall_s)
                 runs[name]["peak_rss_bytes"].append(measured.peak_rss_bytes)
             runs["chart_bytes"].append(chart_bytes)
@@ -111,21 +144,23 @@ def benchmark(
                 launched = ui.materialize_all(dev)
                 runs["ui"].append(launched)
                 ui_note = f"; UI {launched['launch_to_end_s']:.1f} s"
+            make_note = f"make materialize {materialize.wall_s:.1f} s; " if materialize else ""
             print(
                 f"scale {scale:,} on {engine_name}, round {pair}/{pairs}: "
-                f"Dagster CLI {cli.wall_s:.1f} s, {report.size(cli.peak_rss_bytes)}; "
-                f"make materialize {materialize.wall_s:.1f} s; "
+                f"Dagster CLI {cli.wall_s:.1f} s, {report.size(cli.peak_rss_bytes)}; {make_note}"
                 f"bare {bare.wall_s:.1f} s, {report.size(bare.peak_rss_bytes)}; "
                 f"load code {definitions_s:.1f} s, import libraries {imports_s:.1f} s{ui_note}",
                 flush=True,
             )
     return {
         "scale": scale,
-        "engine": engine_name,
         "seed": data.SEED,
         "pairs": pairs,
         "rows": data.generated_rows(folder),
+        # DuckDB's limit; Spark's memory is the server's (spark-submit's defaults).
+        "memory_limit": cases.memory_limit() if engine_name == "duckdb" else "Spark's default",
         "csv_bytes": data.csv_bytes(folder),
+        "engine": engine_name,
         **report.environment(engine_name),
         **runs,
     }

@@ -4,7 +4,10 @@ DuckDB loads the three CSV files into a fresh database file, then `dbt build` ru
 shop project on it. This module imports nothing from dagster_project, whose settings import
 Dagster: the baseline must not pay for Dagster's import.
 
-    python -m bench.bare --data DIR --database FILE --dbt-target-path DIR
+    python -m bench.bare --data DIR --database FILE --dbt-target-path DIR --memory-limit SIZE
+
+Both engines get the memory limit the project's runs get (DUCKDB_MEMORY_LIMIT, or the default
+sized from the machine), so the two sides spill, or not, alike.
 """
 
 import argparse
@@ -21,8 +24,8 @@ RAW_TABLES = ("raw_customers", "raw_orders", "raw_payments")
 DBT_SCHEMA = "jaffle_build"
 
 
-def load_raw_tables(data_dir: Path, database: Path) -> None:
-    with duckdb.connect(str(database)) as con:
+def load_raw_tables(data_dir: Path, database: Path, memory_limit: str) -> None:
+    with duckdb.connect(str(database), config={"memory_limit": memory_limit}) as con:
         con.execute(f"create schema {DBT_SCHEMA}")
         for table in RAW_TABLES:
             # The path is quoted, not bound: binding any parameter makes duckdb import pandas
@@ -52,8 +55,9 @@ def dbt_build(target_path: Path, *arguments: str, env: dict[str, str] | None = N
     ).returncode
 
 
-def dbt_build_on_duckdb(database: Path, target_path: Path) -> int:
-    return dbt_build(target_path, "--vars", json.dumps({"duckdb_database": str(database.resolve())}))
+def dbt_build_on_duckdb(database: Path, target_path: Path, memory_limit: str) -> int:
+    variables = {"duckdb_database": str(database.resolve()), "duckdb_memory_limit": memory_limit}
+    return dbt_build(target_path, "--vars", json.dumps(variables))
 
 
 def main() -> None:
@@ -61,9 +65,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with the raw_*.csv files")
     parser.add_argument("--database", type=Path, required=True, help="DuckDB file to create")
     parser.add_argument("--dbt-target-path", type=Path, required=True, help="dbt's target and log folder")
+    parser.add_argument("--memory-limit", required=True, help="DuckDB's memory_limit, such as 6GiB")
     args = parser.parse_args()
-    load_raw_tables(args.data, args.database)
-    sys.exit(dbt_build_on_duckdb(args.database, args.dbt_target_path))
+    load_raw_tables(args.data, args.database, args.memory_limit)
+    sys.exit(dbt_build_on_duckdb(args.database, args.dbt_target_path, args.memory_limit))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure import Measurement, measure
+from dagster_project.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,7 +85,10 @@ def bare(data_dir: Path, log: Path, engine: Engine = DUCKDB) -> Measurement:
         if engine.name == "spark":
             command = [sys.executable, "-m", "bench.bare_spark", *data, "--remote", str(engine.spark_remote)]
         else:
-            command = [sys.executable, "-m", "bench.bare", *data, "--database", str(work / "jaffle.duckdb")]
+            command = [
+                *(sys.executable, "-m", "bench.bare", *data, "--database", str(work / "jaffle.duckdb")),
+                *("--memory-limit", memory_limit()),
+            ]
         return measure([*command, *dbt_target], project_env(**engine.variables), REPO_ROOT, log)
 
 
@@ -93,6 +97,11 @@ def python_seconds(code: str, log: Path, engine: Engine = DUCKDB) -> float:
     with tempfile.TemporaryDirectory(prefix="jaffle-bench-") as dagster_home:
         env = project_env(DAGSTER_HOME=dagster_home, **engine.variables)
         return measure([sys.executable, "-c", code], env, REPO_ROOT, log).wall_s
+
+
+def memory_limit() -> str:
+    """The DuckDB memory limit the project's runs get here: DUCKDB_MEMORY_LIMIT or the default."""
+    return load_settings(project_env()).duckdb_memory_limit
 
 
 def project_env(**overrides: str) -> dict[str, str]:

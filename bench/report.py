@@ -26,19 +26,10 @@ def environment(engine: str = "duckdb") -> dict:
     return {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": {"cores": psutil.cpu_count(), "ram_bytes": psutil.virtual_memory().total},
+        # The benchmark itself keeps about one core busy; more says other work shared the machine.
+        "load_average_15m": round(psutil.getloadavg()[2], 2),
         "versions": {"python": platform.python_version(), **{name: version(name) for name in packages}},
     }
-
-
-def key(record: dict) -> str:
-    """A record's entry in benchmarks.json: one per scale and engine (DuckDB's keep the bare scale)."""
-    engine = record.get("engine", "duckdb")
-    return str(record["scale"]) if engine == "duckdb" else f"{record['scale']} {engine}"
-
-
-def scale_label(record: dict) -> str:
-    engine = record.get("engine", "duckdb")
-    return f"{record['scale']:,}" + ("" if engine == "duckdb" else f" on {engine.capitalize()}")
 
 
 def load(path: Path) -> dict[str, dict]:
@@ -66,13 +57,13 @@ def render(results: dict[str, dict]) -> str:
     # Only rows measured with the README's command: older rows timed `make materialize` alone.
     records = sorted(
         (r for r in results.values() if "cli" in r),
-        key=lambda record: (record["scale"], record.get("engine", "duckdb") != "duckdb"),
+        key=lambda record: (record["scale"], engine(record) != "duckdb", memory_limit(record)),
     )
     spark_versions = sorted(
         {
-            ", ".join(f"{name} {r['versions'][name]}" for name in SPARK_PACKAGES)
-            for r in records
-            if key(r) != str(r["scale"])
+            ", ".join(f"{name} {record['versions'][name]}" for name in SPARK_PACKAGES)
+            for record in records
+            if engine(record) == "spark"
         }
     )
     lines = [
@@ -93,19 +84,24 @@ def render(results: dict[str, dict]) -> str:
             if spark_versions
             else []
         ),
+        "- **Memory limit**: DuckDB's `memory_limit` on both sides (`DUCKDB_MEMORY_LIMIT`, by default a quarter "
+        "of the machine's memory; rows measured before the setting existed ran with DuckDB's default, 80%).",
         "- **Peak memory**: the largest sum of RSS over the process and all its children (dbt), sampled every 50 ms.",
         "- **Ratios**: Dagster ÷ bare. **Chart**: the size of the chart's folder after the Dagster run.",
         "- **Load code**: a fresh Python importing `dagster_project.definitions` and validating every definition; "
         "**import libraries**: `import dagster, dagster_dbt, dagster_duckdb` alone.",
         "",
-        "| Scale | Customers | Orders | Payments | CSV | Dagster | bare | time ratio | Dagster peak "
+        "| Scale | Customers | Orders | Payments | CSV | Memory limit | Dagster | bare | time ratio | Dagster peak "
         "| bare peak | memory ratio | make materialize | Chart | Load code | Import libraries |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: " * 16 + "|",
         *(results_row(record) for record in records),
         "",
         *ui_table([record for record in records if record.get("ui")]),
-        "| Scale | Date | Pairs | Cores | RAM | Python | dagster | dagster-dbt | dbt-core | duckdb |",
-        "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |",
+        "**Load** is the machine's 15-minute load average when the measurements ended: the benchmark "
+        "itself keeps about one core busy, so more means other work shared the machine.",
+        "",
+        "| Scale | Memory limit | Date | Pairs | Cores | RAM | Load | Python | dagster | dagster-dbt | dbt-core | duckdb |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |",
         *(environment_row(record) for record in records),
         "",
     ]
@@ -123,18 +119,33 @@ def results_row(record: dict) -> str:
         f"{rows['raw_orders']:,}",
         f"{rows['raw_payments']:,}",
         size(record["csv_bytes"]),
+        memory_limit(record),
         f"{dagster_s:,.1f} s",
         f"{bare_s:,.1f} s",
         f"{dagster_s / bare_s:.2f}",
         size(dagster_rss),
         size(bare_rss),
         f"{dagster_rss / bare_rss:.2f}",
-        f"{median(record['materialize']['wall_s']):,.1f} s",
+        f"{median(record['materialize']['wall_s']):,.1f} s" if record["materialize"]["wall_s"] else "not run",
         size(median(record["chart_bytes"])),
         f"{median(record['code_load']['definitions_s']):.1f} s",
         f"{median(record['code_load']['imports_s']):.1f} s",
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def engine(record: dict) -> str:
+    return record.get("engine", "duckdb")
+
+
+def scale_label(record: dict) -> str:
+    return f"{record['scale']:,}" + (
+        "" if engine(record) == "duckdb" else f" on {engine(record).capitalize()}"
+    )
+
+
+def memory_limit(record: dict) -> str:
+    return record.get("memory_limit") or "80%"
 
 
 def ui_table(records: list[dict]) -> list[str]:
@@ -149,10 +160,13 @@ def ui_table(records: list[dict]) -> list[str]:
         "**queue** is RUN_ENQUEUED → RUN_STARTING, **worker start** RUN_STARTING → first STEP_START, "
         "**publish** the dbt step's last event before `Published …` → that line.",
         "",
-        "| Scale | UI launch → end | ÷ bare | ÷ Dagster CLI | queue | worker start | publish | "
+        "**UI start** is `dg dev`, started as `make run` starts it, until the webserver answers with "
+        "the code location loaded (once per benchmark).",
+        "",
+        "| Scale | UI start | UI launch → end | ÷ bare | ÷ Dagster CLI | queue | worker start | publish | "
         + " | ".join(steps)
         + " |",
-        "| ---: " * (7 + len(steps)) + "|",
+        "| ---: " * (8 + len(steps)) + "|",
         *(ui_row(record, steps) for record in records),
         "",
     ]
@@ -164,6 +178,7 @@ def ui_row(record: dict, steps: list[str]) -> str:
     publish = [run["publish_s"] for run in runs if run["publish_s"] is not None]
     cells = [
         f"{record['scale']:,}",
+        f"{record['ui_start_s']:.1f} s" if "ui_start_s" in record else "not measured",
         f"{launch_s:,.1f} s",
         f"{launch_s / median(record['bare']['wall_s']):.2f}",
         f"{launch_s / median(record['cli']['wall_s']):.2f}",
@@ -182,10 +197,12 @@ def environment_row(record: dict) -> str:
     machine, versions = record["machine"], record["versions"]
     cells = [
         scale_label(record),
+        memory_limit(record),
         record["date"],
         str(record["pairs"]),
         str(machine["cores"]),
         size(machine["ram_bytes"]),
+        str(machine.get("load_average_15m", "not recorded")),
         *(versions[name] for name in ("python", *PACKAGES)),
     ]
     return "| " + " | ".join(cells) + " |"

@@ -22,9 +22,15 @@ class SetupError(RuntimeError):
     """The project has not been set up: run `make setup` (or `make run`, `make test`)."""
 
 
-def dbt_vars(database: str) -> list[str]:
-    """The dbt var that points dbt at the same DuckDB database as the Python assets."""
-    return ["--vars", json.dumps({"duckdb_database": database})]
+def dbt_vars(database: str, memory_limit: str | None) -> list[str]:
+    """The dbt vars that give dbt the same DuckDB database and memory limit as the Python assets."""
+    limit = {"duckdb_memory_limit": memory_limit} if memory_limit else {}
+    return ["--vars", json.dumps({"duckdb_database": database, **limit})]
+
+
+def settings_vars(settings: Settings) -> list[str]:
+    """The dbt vars for these settings: what the dbt step passes, and so what parse must get."""
+    return dbt_vars(settings.duckdb_database, settings.duckdb_memory_limit)
 
 
 def build_project(settings: Settings) -> DbtProject:
@@ -33,9 +39,14 @@ def build_project(settings: Settings) -> DbtProject:
         project_dir=DBT_PROJECT_DIR,
         profiles_dir=REPO_ROOT,
         target=settings.dbt_target,
-        # dbt re-parses the whole project when the profile or vars differ from the last parse,
-        # so the manifest is prepared with exactly the vars that runs pass.
-        prepare_project_cli_args=["parse", "--quiet", *dbt_vars(settings.duckdb_database)],
+        # dbt re-parses the whole project when the profile or vars differ from the last parse
+        # (the memory limit is part of the profile's hash), so the manifest is prepared with
+        # exactly the vars that runs pass.
+        prepare_project_cli_args=[
+            "parse",
+            "--quiet",
+            *dbt_vars(settings.duckdb_database, settings.duckdb_memory_limit),
+        ],
     )
 
 

@@ -8,6 +8,7 @@ different files.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -42,8 +43,16 @@ VARIABLES = (
     "JAFFLE_DATA_DIR",
     "JAFFLE_CHART_DIR",
     "JAFFLE_OPEN_CHART",
+    "DUCKDB_MEMORY_LIMIT",
     *PROD_REQUIRED_VARIABLES,
 )
+
+# The share of the machine's memory DuckDB may use when DUCKDB_MEMORY_LIMIT is not set. DuckDB's
+# own default is 80%, which let 100 million customers peak at 13 GiB; at a quarter it spills
+# to disk instead (docs/benchmarks.md), and leaves a laptop the rest.
+DEFAULT_MEMORY_SHARE = 0.25
+# The sizes DuckDB's memory_limit accepts; it refuses percentages ("Unknown unit for memory").
+_MEMORY_SIZE = re.compile(r"(?P<number>\d+(\.\d+)?)\s*(?P<unit>[KMGT]i?B)", re.IGNORECASE)
 
 
 class SettingsError(ValueError):
@@ -54,6 +63,8 @@ class SettingsError(ValueError):
 class Settings:
     environment: Environment
     duckdb_database: str
+    # DuckDB's memory_limit, for the Python assets and for dbt alike: a size such as 6GiB.
+    duckdb_memory_limit: str
     data_dir: Path
     chart_dir: Path
     open_chart: bool
@@ -121,6 +132,28 @@ def _duckdb_database(environment: Environment, env: dict[str, str]) -> str:
     return str(resolve_path(value))
 
 
+def machine_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def default_memory_limit(total_bytes: int) -> str:
+    return f"{int(total_bytes * DEFAULT_MEMORY_SHARE) // 2**20}MiB"
+
+
+def _memory_limit(env: dict[str, str]) -> str:
+    value = env.get("DUCKDB_MEMORY_LIMIT", "").strip()
+    if not value:
+        return default_memory_limit(machine_memory_bytes())
+    match = _MEMORY_SIZE.fullmatch(value)
+    if not match or float(match["number"]) == 0:
+        raise SettingsError(
+            f"DUCKDB_MEMORY_LIMIT={value!r} is not a size DuckDB accepts: give a number and a unit, "
+            "like 4GB or 512MiB (DuckDB takes no percentages), or unset it for a quarter of this "
+            "machine's memory."
+        )
+    return f"{match['number']}{match['unit']}"
+
+
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     value = env.get(name, "").strip()
     if not value:
@@ -137,6 +170,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     return Settings(
         environment=environment,
         duckdb_database=_duckdb_database(environment, env),
+        duckdb_memory_limit=_memory_limit(env),
         data_dir=resolve_path(env.get("JAFFLE_DATA_DIR") or str(SAMPLE_DATA_DIR)),
         chart_dir=resolve_path(env.get("JAFFLE_CHART_DIR") or "data/charts"),
         open_chart=_flag(env, "JAFFLE_OPEN_CHART", default=False),

@@ -93,6 +93,14 @@ def lock_message(database: str, error: BaseException, waited: float) -> str:
 class WarehouseResource(DuckDBResource):
     """``DuckDBResource`` that fails fast and clearly when another program holds the file."""
 
+    memory_limit: str | None = Field(
+        default=None,
+        description="DuckDB's memory_limit (a size such as 6GiB) for every connection the assets "
+        "open; dbt gets the same value through its vars. Beyond it DuckDB spills to a temporary "
+        "folder beside the file. The settings always give one (DUCKDB_MEMORY_LIMIT); None keeps "
+        "DuckDB's own default, 80% of the machine's memory.",
+    )
+
     lock_timeout: float = Field(
         default=15.0,
         ge=0,
@@ -185,7 +193,10 @@ class WarehouseResource(DuckDBResource):
         delay = 0.1
         while True:
             try:
-                return duckdb.connect(self.database, read_only=read_only, config=dict(self.connection_config))
+                config = dict(self.connection_config)
+                if self.memory_limit:
+                    config.setdefault("memory_limit", self.memory_limit)
+                return duckdb.connect(self.database, read_only=read_only, config=config)
             except duckdb.IOException as error:
                 waited = time.monotonic() - started
                 if not is_lock_error(error):

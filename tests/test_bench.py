@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from bench import report, ui
+from bench.__main__ import results_key
+from dagster_project.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +21,7 @@ RESULT_COLUMNS = [
     "Orders",
     "Payments",
     "CSV",
+    "Memory limit",
     "Dagster",
     "bare",
     "time ratio",
@@ -86,6 +89,8 @@ def test_a_benchmark_at_scale_one_writes_a_row_of_positive_measurements(tmp_path
     assert len(rows) == 1
     measured = dict(zip(header, rows[0], strict=False))
     assert measured["Scale"] == "1"
+    # Both sides ran with the limit a user's run gets by default.
+    assert measured["Memory limit"] == load_settings({}).duckdb_memory_limit
     assert (measured["Customers"], measured["Orders"], measured["Payments"]) == ("100", "99", "113")
     for column in RESULT_COLUMNS[4:]:
         number = re.match(r"[\d,.]+", measured[column])
@@ -172,7 +177,10 @@ def test_a_ui_run_is_broken_down_into_queue_worker_start_steps_and_publish_from_
 def test_the_ui_table_shows_launch_to_end_against_bare_and_the_headless_command(tmp_path):
     out = tmp_path / "benchmarks.md"
     launched = {"queue_s": 1.0, "worker_start_s": 8.0, "steps_s": {"dbt": 6.0}, "publish_s": 0.25}
-    with_ui = record(1) | {"ui": [launched | {"launch_to_end_s": s} for s in (24.0, 21.0, 30.0)]}
+    with_ui = record(1) | {
+        "ui": [launched | {"launch_to_end_s": s} for s in (24.0, 21.0, 30.0)],
+        "ui_start_s": 9.25,
+    }
 
     report.write_section(out, {"1": with_ui, "100": record(100)})
 
@@ -182,6 +190,7 @@ def test_the_ui_table_shows_launch_to_end_against_bare_and_the_headless_command(
     cells = {name.strip(): value.strip() for name, value in cells.items()}
     assert cells == {
         "Scale": "1",
+        "UI start": "9.2 s",
         "UI launch → end": "24.0 s",
         "÷ bare": "2.40",
         "÷ Dagster CLI": "1.14",
@@ -196,12 +205,12 @@ def test_a_spark_row_sits_beside_duckdb_at_its_scale_and_names_the_spark_version
     out = tmp_path / "benchmarks.md"
     on_spark = record(100) | {"engine": "spark", "date": "2026-03-03"}
     on_spark["versions"] = on_spark["versions"] | {"pyspark": "4.3.0", "dbt-spark": "1.11.0"}
-    results = {report.key(r): r for r in (record(100), record(1), on_spark)}
+    key = results_key(100, None, "spark")
 
-    report.write_section(out, results)
+    report.write_section(out, {"100": record(100), "1": record(1), key: on_spark})
 
-    assert sorted(results) == ["1", "100", "100 spark"]
+    assert key == "100 spark"
     _, *rows = results_table(out.read_text())
     assert [row[0] for row in rows] == ["1", "100", "100 on Spark"]
     assert "Versions: pyspark 4.3.0, dbt-spark 1.11.0." in out.read_text()
-    assert "| 100 on Spark | 2026-03-03 |" in out.read_text()
+    assert "| 100 on Spark | 80% | 2026-03-03 |" in out.read_text()

@@ -25,6 +25,8 @@ from tests.helpers import CLASSIC_DATA_DIR
 pytestmark = pytest.mark.spark
 
 MARTS = ("customers", "orders")
+# Plenty for scale 100 (a few MiB of CSV), and small beside the Spark server's JVM.
+DUCKDB_MEMORY_LIMIT = "1GiB"
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,8 @@ class Marts:
 
 def marts_on_duckdb(data_dir: Path, work: Path, dbt_target: Path) -> Marts:
     database = work / "jaffle.duckdb"
-    load_into_duckdb(data_dir, database)
-    assert dbt_build_on_duckdb(database, dbt_target) == 0, f"dbt build on DuckDB failed: {dbt_target}"
+    load_into_duckdb(data_dir, database, DUCKDB_MEMORY_LIMIT)
+    assert dbt_build_on_duckdb(database, dbt_target, DUCKDB_MEMORY_LIMIT) == 0, f"dbt build on DuckDB failed: {dbt_target}"
     columns, rows = {}, {}
     with duckdb.connect(str(database), read_only=True) as conn:
         for mart in MARTS:

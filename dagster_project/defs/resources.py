@@ -18,11 +18,12 @@ def warehouse(settings: Settings) -> WarehouseResource:
         # MotherDuck: DuckDB reads MOTHERDUCK_TOKEN from the environment itself, so the token
         # never becomes a config value anyone could see.
         return WarehouseResource(
-            database=settings.from_variable("JAFFLE_PROD_DATABASE", settings.duckdb_database)
+            database=settings.from_variable("JAFFLE_PROD_DATABASE", settings.duckdb_database),
+            memory_limit=settings.duckdb_memory_limit,
         )
     # dev and test: a local file. The path is passed resolved, not as EnvVar, because dbt runs
     # in jaffle_shop/ and a relative DUCKDB_DATABASE would name a different file there.
-    return WarehouseResource(database=settings.duckdb_database)
+    return WarehouseResource(database=settings.duckdb_database, memory_limit=settings.duckdb_memory_limit)
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

@@ -159,7 +159,7 @@ def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, 
         # the events are streamed into Dagster, so nothing in it is needed after the step.
         with tempfile.TemporaryDirectory(prefix="dbt-target-") as target_path:
             invocation = dbt.cli(
-                ["build", *dbt_vars(duckdb.database)],
+                ["build", *dbt_vars(duckdb.database, duckdb.memory_limit)],
                 context=context,
                 target_path=Path(target_path),
                 raise_on_error=False,
