@@ -40,7 +40,9 @@ class Marts:
 def marts_on_duckdb(data_dir: Path, work: Path, dbt_target: Path) -> Marts:
     database = work / "jaffle.duckdb"
     load_into_duckdb(data_dir, database, DUCKDB_MEMORY_LIMIT)
-    assert dbt_build_on_duckdb(database, dbt_target, DUCKDB_MEMORY_LIMIT) == 0, f"dbt build on DuckDB failed: {dbt_target}"
+    assert dbt_build_on_duckdb(database, dbt_target, DUCKDB_MEMORY_LIMIT) == 0, (
+        f"dbt build on DuckDB failed: {dbt_target}"
+    )
     columns, rows = {}, {}
     with duckdb.connect(str(database), read_only=True) as conn:
         for mart in MARTS:
