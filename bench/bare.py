@@ -34,7 +34,7 @@ def load_raw_tables(data_dir: Path, database: Path, memory_limit: str) -> None:
             con.execute(f"create table {DBT_SCHEMA}.{table} as select * from read_csv('{path}')")
 
 
-def dbt_build(database: Path, target_path: Path, memory_limit: str) -> int:
+def dbt_build(target_path: Path, *arguments: str, env: dict[str, str] | None = None) -> int:
     # Its own target and log folder, as dagster-dbt gives each invocation, so the baseline
     # never overwrites the manifest in jaffle_shop/target that the Dagster code loads.
     return subprocess.run(
@@ -49,10 +49,15 @@ def dbt_build(database: Path, target_path: Path, memory_limit: str) -> int:
             str(target_path),
             "--log-path",
             str(target_path),
-            "--vars",
-            json.dumps({"duckdb_database": str(database.resolve()), "duckdb_memory_limit": memory_limit}),
-        ]
+            *arguments,
+        ],
+        env=env,
     ).returncode
+
+
+def dbt_build_on_duckdb(database: Path, target_path: Path, memory_limit: str) -> int:
+    variables = {"duckdb_database": str(database.resolve()), "duckdb_memory_limit": memory_limit}
+    return dbt_build(target_path, "--vars", json.dumps(variables))
 
 
 def main() -> None:
@@ -63,7 +68,7 @@ def main() -> None:
     parser.add_argument("--memory-limit", required=True, help="DuckDB's memory_limit, such as 6GiB")
     args = parser.parse_args()
     load_raw_tables(args.data, args.database, args.memory_limit)
-    sys.exit(dbt_build(args.database, args.dbt_target_path, args.memory_limit))
+    sys.exit(dbt_build_on_duckdb(args.database, args.dbt_target_path, args.memory_limit))
 
 
 if __name__ == "__main__":

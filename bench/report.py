@@ -17,16 +17,18 @@ START = "<!-- bench:start (rendered by python -m bench from benchmarks.json) -->
 END = "<!-- bench:end -->"
 TITLE = "# Benchmarks\n\n"
 PACKAGES = ("dagster", "dagster-dbt", "dbt-core", "duckdb")
+SPARK_PACKAGES = ("pyspark", "dbt-spark")
 
 
-def environment() -> dict:
+def environment(engine: str = "duckdb") -> dict:
     """The machine, the versions and the date, recorded with every measurement."""
+    packages = (*PACKAGES, *SPARK_PACKAGES) if engine == "spark" else PACKAGES
     return {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": {"cores": psutil.cpu_count(), "ram_bytes": psutil.virtual_memory().total},
         # The benchmark itself keeps about one core busy; more says other work shared the machine.
         "load_average_15m": round(psutil.getloadavg()[2], 2),
-        "versions": {"python": platform.python_version(), **{name: version(name) for name in PACKAGES}},
+        "versions": {"python": platform.python_version(), **{name: version(name) for name in packages}},
     }
 
 
@@ -55,7 +57,14 @@ def render(results: dict[str, dict]) -> str:
     # Only rows measured with the README's command: older rows timed `make materialize` alone.
     records = sorted(
         (r for r in results.values() if "cli" in r),
-        key=lambda record: (record["scale"], memory_limit(record)),
+        key=lambda record: (record["scale"], engine(record) != "duckdb", memory_limit(record)),
+    )
+    spark_versions = sorted(
+        {
+            ", ".join(f"{name} {record['versions'][name]}" for name in SPARK_PACKAGES)
+            for record in records
+            if engine(record) == "spark"
+        }
     )
     lines = [
         "Medians of alternating rounds of runs on the same generated data. "
@@ -65,6 +74,16 @@ def render(results: dict[str, dict]) -> str:
         "every asset with its checks, `dbt build` and its publish, the chart. "
         "**make materialize**: `python -m dagster_project.materialize`, the same work.",
         "- **bare**: DuckDB `create table ... as select * from read_csv(...)` for each CSV, then `dbt build`.",
+        *(
+            [
+                "- **on Spark**: both sides with `JAFFLE_ENV=spark` against one Spark Connect server "
+                "(`local[2]`, make spark's settings) that the benchmark starts first; **bare** is Spark's CSV "
+                "reader into tables, then `dbt build --target spark`. The peaks count the clients, not the "
+                f"server's JVM. Versions: {'; '.join(spark_versions)}."
+            ]
+            if spark_versions
+            else []
+        ),
         "- **Memory limit**: DuckDB's `memory_limit` on both sides (`DUCKDB_MEMORY_LIMIT`, by default a quarter "
         "of the machine's memory; rows measured before the setting existed ran with DuckDB's default, 80%).",
         "- **Peak memory**: the largest sum of RSS over the process and all its children (dbt), sampled every 50 ms.",
@@ -95,7 +114,7 @@ def results_row(record: dict) -> str:
     bare_rss = median(record["bare"]["peak_rss_bytes"])
     rows = record["rows"]
     cells = [
-        f"{record['scale']:,}",
+        scale_label(record),
         f"{rows['raw_customers']:,}",
         f"{rows['raw_orders']:,}",
         f"{rows['raw_payments']:,}",
@@ -113,6 +132,16 @@ def results_row(record: dict) -> str:
         f"{median(record['code_load']['imports_s']):.1f} s",
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def engine(record: dict) -> str:
+    return record.get("engine", "duckdb")
+
+
+def scale_label(record: dict) -> str:
+    return f"{record['scale']:,}" + (
+        "" if engine(record) == "duckdb" else f" on {engine(record).capitalize()}"
+    )
 
 
 def memory_limit(record: dict) -> str:
@@ -167,7 +196,7 @@ def ui_row(record: dict, steps: list[str]) -> str:
 def environment_row(record: dict) -> str:
     machine, versions = record["machine"], record["versions"]
     cells = [
-        f"{record['scale']:,}",
+        scale_label(record),
         memory_limit(record),
         record["date"],
         str(record["pairs"]),

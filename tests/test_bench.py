@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from bench import report, ui
+from bench.__main__ import results_key
 from dagster_project.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -204,3 +205,18 @@ def test_the_ui_table_shows_launch_to_end_against_bare_and_the_headless_command(
         "publish": "0.25 s",
         "dbt": "6.0 s",
     }
+
+
+def test_a_spark_row_sits_beside_duckdb_at_its_scale_and_names_the_spark_versions(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    on_spark = record(100) | {"engine": "spark", "date": "2026-03-03"}
+    on_spark["versions"] = on_spark["versions"] | {"pyspark": "4.3.0", "dbt-spark": "1.11.0"}
+    key = results_key(100, None, "spark")
+
+    report.write_section(out, {"100": record(100), "1": record(1), key: on_spark})
+
+    assert key == "100 spark"
+    _, *rows = results_table(out.read_text())
+    assert [row[0] for row in rows] == ["1", "100", "100 on Spark"]
+    assert "Versions: pyspark 4.3.0, dbt-spark 1.11.0." in out.read_text()
+    assert "| 100 on Spark | 80% | 2026-03-03 |" in out.read_text()
