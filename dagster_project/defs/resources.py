@@ -10,19 +10,26 @@ from dagster_project.dbt_project import build_project
 from dagster_project.defs.report import ChartOutput
 from dagster_project.defs.transform import DbtCli
 from dagster_project.settings import DBT_EXECUTABLE, Settings
-from dagster_project.warehouse import WarehouseResource
+from dagster_project.warehouse import Warehouse
+from dagster_project.warehouse.duckdb import DuckDBWarehouse
 
 
-def warehouse(settings: Settings) -> WarehouseResource:
+def warehouse(settings: Settings) -> Warehouse:
+    """The warehouse role's engine for this environment, bound under the key ``duckdb``.
+
+    The key is the tutorial's (``duckdb: DuckDBResource``), kept in every environment: the
+    assets' parameter is named ``duckdb`` and typed as the role (``Warehouse``), so they run
+    unchanged whichever engine is bound (see ``dagster_project/warehouse/__init__.py``).
+    """
     if settings.environment == "prod":
         # MotherDuck: DuckDB reads MOTHERDUCK_TOKEN from the environment itself, so the token
         # never becomes a config value anyone could see.
-        return WarehouseResource(
+        return DuckDBWarehouse(
             database=settings.from_variable("JAFFLE_PROD_DATABASE", settings.duckdb_database)
         )
     # dev and test: a local file. The path is passed resolved, not as EnvVar, because dbt runs
     # in jaffle_shop/ and a relative DUCKDB_DATABASE would name a different file there.
-    return WarehouseResource(database=settings.duckdb_database)
+    return DuckDBWarehouse(database=settings.duckdb_database)
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
