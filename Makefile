@@ -7,6 +7,12 @@ UV_VERSION := 0.13.9
 MANIFEST := jaffle_shop/target/manifest.json
 DBT_SOURCES := $(shell find jaffle_shop -path jaffle_shop/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
 SCALE ?= 1
+ENGINE ?= duckdb
+# `make spark`'s server: its port, and the folder of its tables, metastore and log.
+SPARK_PORT ?= 15002
+SPARK_DIR ?= $(CURDIR)/.spark
+# Spark's pieces, wanted only when Spark runs: JAFFLE_ENV=spark or ENGINE=spark.
+SPARK_NEEDS := $(VENV)/.spark-synced java
 
 # The venv's tools come first, so `dbt` is always the locked one (dagster-dbt runs `dbt` from PATH).
 export PATH := $(BIN):$(PATH)
@@ -25,13 +31,14 @@ else
 INSTANCE_CONFIG := your-dagster-home
 endif
 
-.PHONY: run test lint materialize chart bench setup browser clean your-dagster-home serve stop postgres
+.PHONY: run test lint materialize chart bench setup browser clean your-dagster-home serve stop postgres \
+	java spark spark-stop
 
 # `dg dev` is `dagster dev` (which still works) without its warning that `dg dev` supersedes it.
-run: setup
+run: setup $(if $(filter spark,$(JAFFLE_ENV)),$(SPARK_NEEDS))
 	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} dg dev --host 127.0.0.1 --port $(UI_PORT)
 
-test: setup browser postgres
+test: setup browser postgres $(SPARK_NEEDS)
 	pytest
 
 # The production shape on this machine: PostgreSQL, code server, daemon and webserver, each a
@@ -41,6 +48,14 @@ serve: setup postgres
 
 stop: $(VENV)/.synced
 	python -m dagster_project.serve stop
+
+# A Spark Connect server on 127.0.0.1:$(SPARK_PORT) (README, "Spark"). Ctrl-C, or `make spark-stop`
+# from another terminal, stops it.
+spark: setup $(SPARK_NEEDS)
+	python -m dagster_project.serve.spark_connect --port $(SPARK_PORT) --dir $(SPARK_DIR)
+
+spark-stop: $(VENV)/.synced
+	python -m dagster_project.serve.spark_connect stop --port $(SPARK_PORT) --dir $(SPARK_DIR)
 
 # ruff for the Python, sqlfluff (jinja templater, DuckDB dialect) for the dbt models.
 lint: $(VENV)/.synced
@@ -72,6 +87,12 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(VENV)/bin/python
 	$(BIN)/uv sync --quiet --frozen --inexact --python $(BIN)/python
 	touch $@
 
+# The `spark` extra (pyspark with its Connect client, dbt-spark) is about 1 GB, so only Spark's
+# commands install it. --inexact, as above, so neither sync removes what the other installed.
+$(VENV)/.spark-synced: $(VENV)/.synced
+	$(BIN)/uv sync --quiet --frozen --inexact --extra spark --python $(BIN)/python
+	touch $@
+
 # Built once here, so that importing the code never runs `dbt parse`.
 $(MANIFEST): $(VENV)/.synced profiles.yml $(DBT_SOURCES)
 	python -m dagster_project.prepare
@@ -96,6 +117,15 @@ browser: $(VENV)/.synced
 	  fi
 	@python dagster_project/system_check.py browser >/dev/null
 
+# Spark runs on the system's Java 17 or newer, never a downloaded JDK. As root on Debian or Ubuntu,
+# make installs Debian's headless Java 17.
+java: $(VENV)/.synced
+	@python dagster_project/system_check.py java >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  fi
+	@python dagster_project/system_check.py java >/dev/null
+
 # `make serve` and its tests run a local PostgreSQL from Debian's packages, unless
 # DAGSTER_PG_HOST or DAGSTER_PG_URL names a server.
 postgres:
@@ -109,4 +139,4 @@ postgres:
 	  fi; }
 
 clean:
-	rm -rf $(VENV) jaffle_shop/target jaffle_shop/logs data/jaffle.duckdb data/charts .dagster_home test-artifacts .serve
+	rm -rf $(VENV) jaffle_shop/target jaffle_shop/logs data/jaffle.duckdb data/charts .dagster_home test-artifacts .serve .spark

@@ -7,6 +7,7 @@ without ensurepip hides that module through PYTHONPATH, as a Debian Python witho
 
     python   exits 1 with one line on stderr when this Python cannot build the project's venv
     browser  prints the Chromium or Chrome the browser test drives, or exits 1 with how to get one
+    java     prints the Java that runs Spark, or exits 1 with how to get Java 17 or newer
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -30,6 +32,9 @@ MACOS_APPS = (
 )
 # Playwright's own builds, per `playwright install chromium`: Chrome for Testing since 1.57,
 # Chromium before it. Listed so that a user who installed one is not asked to install another.
+# Spark 4 runs on Java 17 and 21; Debian 12 packages 17 as a headless runtime.
+OLDEST_JAVA = 17
+JAVA_PACKAGE = "openjdk-17-jre-headless"
 PLAYWRIGHT_BUILDS = {
     "linux": ("chrome-linux64/chrome", "chrome-linux-arm64/chrome", "chrome-linux/chrome"),
     "darwin": (
@@ -159,6 +164,44 @@ def browser_hint(env: Mapping[str, str], platform: str, package_manager: str | N
     )
 
 
+def java_major(version_output: str) -> int | None:
+    """The major version from `java -version`: 'openjdk version "17.0.15"' or, before Java 9, "1.8.0"."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def java_problem(
+    java: str | None, version_output: str, platform: str, package_manager: str | None, is_root: bool
+) -> str | None:
+    """Why Spark cannot run on this machine's Java, with the command that fixes it; None when it can."""
+    if java is not None and (java_major(version_output) or 0) >= OLDEST_JAVA:
+        return None
+    if platform == "darwin":
+        install = f"'brew install openjdk@{OLDEST_JAVA}'"
+    elif package_manager == "apt-get":
+        install = f"'{sudo(is_root)}apt-get install {JAVA_PACKAGE}'"
+    elif package_manager == "dnf":
+        install = f"'{sudo(is_root)}dnf install java-{OLDEST_JAVA}-openjdk-headless'"
+    else:
+        install = f"your system's package manager (a Java {OLDEST_JAVA} or newer runtime)"
+    found = "found none on PATH" if java is None else f"found {java}: {version_output.strip()[:80]!r}"
+    return (
+        f"Spark needs Java {OLDEST_JAVA} or newer and {found}: install it with {install}, "
+        "then run the same make command again."
+    )
+
+
+def java_version_output(java: str) -> str:
+    try:
+        completed = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return completed.stderr + completed.stdout  # java prints its version on stderr
+
+
 def has_ensurepip() -> bool:
     try:
         import ensurepip  # noqa: F401
@@ -203,7 +246,15 @@ def main(argv: list[str]) -> int:
             return 0
         print(browser_hint(os.environ, sys.platform, package_manager(), is_root), file=sys.stderr)
         return 1
-    print(f"usage: {sys.argv[0]} python|browser", file=sys.stderr)
+    if argv == ["java"]:
+        java = shutil.which("java")
+        output = java_version_output(java) if java else ""
+        if problem := java_problem(java, output, sys.platform, package_manager(), is_root):
+            print(problem, file=sys.stderr)
+            return 1
+        print(java)
+        return 0
+    print(f"usage: {sys.argv[0]} python|browser|java", file=sys.stderr)
     return 2
 
 

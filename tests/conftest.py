@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
+from dagster_project.serve.services import free_port
+from dagster_project.serve.spark_connect import SparkConnectServer, SparkServerError
 from tests.helpers import (
     CLASSIC_DATA_DIR,
     FullRun,
@@ -53,3 +55,25 @@ def ui_graphql(instance: DagsterInstance) -> Iterator[UIGraphQL]:
     """What the UI reads, for this test's instance and environment."""
     with ui_graphql_for(instance) as graphql:
         yield graphql
+
+
+@pytest.fixture(scope="session")
+def spark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnectServer]:
+    """One Spark Connect server for the whole session (a JVM start costs 6 to 10 s), with its
+    tables and Derby metastore in a temporary folder, on a free port of 127.0.0.1."""
+    server = SparkConnectServer(tmp_path_factory.mktemp("spark"), free_port())
+    try:
+        server.start()
+    except SparkServerError as error:
+        # Never a skip: a machine without Java or pyspark must say what to install.
+        pytest.fail(f"The Spark tests need a Spark Connect server: {error}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_connect(spark_server: SparkConnectServer) -> str:
+    """The session's Spark Connect URL, `sc://127.0.0.1:PORT`, as SPARK_REMOTE holds it."""
+    return spark_server.url

@@ -1,0 +1,135 @@
+"""`make spark` and `make spark-stop`: a Spark Connect server on loopback that keeps its state in
+one folder, refuses clearly when it cannot start, and stops only what it started."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from dagster_project.serve.services import PidFile, free_port, port_open
+from dagster_project.serve.spark_connect import SparkConnectServer, SparkServerError
+from dagster_project.settings import REPO_ROOT
+from tests.browser import wait_for
+
+# A bound for a busy machine, not an expectation: the server stops in about 3 s here.
+STOP_TIMEOUT = 60
+
+
+def listening_addresses(server: SparkConnectServer) -> set[str]:
+    process = server.running()
+    assert process is not None
+    return {
+        connection.laddr.ip
+        for member in (process, *process.children(recursive=True))
+        for connection in member.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    }
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return (ip.ipv4_mapped or ip).is_loopback
+
+
+@pytest.mark.spark
+def test_server_listens_on_loopback_only_and_keeps_tables_in_its_folder(spark_server, spark_connect):
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.remote(spark_connect).create()
+    try:
+        session.sql("create database if not exists server_folder_probe")
+        session.sql("create table server_folder_probe.answer using parquet as select 42 as answer")
+        assert session.table("server_folder_probe.answer").collect()[0].answer == 42
+        session.sql("drop database server_folder_probe cascade")
+    finally:
+        session.stop()
+
+    addresses = listening_addresses(spark_server)
+    assert addresses and all(is_loopback(address) for address in addresses), addresses
+    assert (spark_server.state_dir / "metastore_db").is_dir()
+    assert (spark_server.state_dir / "warehouse").is_dir()
+
+
+def test_start_refuses_a_taken_port_and_names_it(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SparkServerError, match=rf"Port {port} on 127.0.0.1 is taken.*SPARK_PORT"):
+            SparkConnectServer(tmp_path, port).start()
+    assert SparkConnectServer(tmp_path, port).running() is None
+
+
+def test_start_without_java_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SparkServerError, match=r"Spark needs Java 17 or newer and found none on PATH"):
+        SparkConnectServer(tmp_path, free_port()).start()
+
+
+def test_stop_leaves_alone_a_process_that_reused_the_recorded_pid(tmp_path: Path):
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
+    )
+    try:
+        server = SparkConnectServer(tmp_path, free_port())
+        # The PID file of a server long gone, whose PID the bystander now holds.
+        started = psutil.Process(bystander.pid).create_time()
+        server.pid_file.path.write_text(f"{bystander.pid} {started - 3600}\n")
+        assert server.stop() is False
+        assert bystander.poll() is None
+        assert not server.pid_file.path.exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@pytest.mark.spark
+def test_make_spark_serves_until_make_spark_stop(tmp_path: Path):
+    """The two commands as `make spark` and `make spark-stop` run them, from two terminals."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "dagster_project.serve.spark_connect",
+        "--dir",
+        str(tmp_path),
+        "--port",
+        str(port),
+    ]
+    serving = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        first_line = serving.stdout.readline()
+        assert f"Spark Connect serves sc://127.0.0.1:{port}" in first_line, first_line + serving.stdout.read()
+        assert port_open(port)
+        recorded = PidFile(tmp_path / "spark-connect.pid").process()
+        assert recorded is not None
+
+        stopped = subprocess.run(
+            [*command, "stop"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=STOP_TIMEOUT
+        )
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"Stopped the Spark Connect server of {tmp_path}." in stopped.stdout
+        assert serving.wait(timeout=STOP_TIMEOUT) == 0
+        assert "The Spark Connect server stopped." in serving.stdout.read()
+        wait_for("the port to close", lambda: not port_open(port), STOP_TIMEOUT)
+        assert not psutil.pid_exists(recorded.pid) or recorded.status() == psutil.STATUS_ZOMBIE
+    finally:
+        if serving.poll() is None:
+            serving.terminate()
+            serving.wait(timeout=STOP_TIMEOUT)
+        SparkConnectServer(tmp_path, port).stop()
+
+
+def test_importing_the_server_module_does_not_import_pyspark():
+    code = "import sys, dagster_project.serve.spark_connect; print('pyspark' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+    assert completed.stdout.strip() == "False", completed.stderr
