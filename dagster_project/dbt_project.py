@@ -27,6 +27,11 @@ def dbt_vars(database: str) -> list[str]:
     return ["--vars", json.dumps({"duckdb_database": database})]
 
 
+def project_vars(settings: Settings) -> list[str]:
+    """The vars runs pass in this environment (``Warehouse.dbt_vars``): none on Spark."""
+    return dbt_vars(settings.duckdb_database) if settings.warehouse_engine == "duckdb" else []
+
+
 def build_project(settings: Settings) -> DbtProject:
     """The dbt project for one environment; its target is the one the dbt resource runs with."""
     return DbtProject(
@@ -35,7 +40,7 @@ def build_project(settings: Settings) -> DbtProject:
         target=settings.dbt_target,
         # dbt re-parses the whole project when the profile or vars differ from the last parse,
         # so the manifest is prepared with exactly the vars that runs pass.
-        prepare_project_cli_args=["parse", "--quiet", *dbt_vars(settings.duckdb_database)],
+        prepare_project_cli_args=["parse", "--quiet", *project_vars(settings)],
     )
 
 
