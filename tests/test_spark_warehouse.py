@@ -74,9 +74,17 @@ def test_materialize_all_on_spark_equals_duckdb_value_for_value(spark_run, sampl
 
 
 def raw_run_on_spark(spark_run: SparkRun, tmp_path, raw_orders: str):
-    """Materialize the three raw assets from a copy of the sample with ``raw_orders`` replaced."""
+    """Materialize the three raw assets from a copy of the sample with ``raw_orders`` replaced.
+
+    One customer is renamed too, so that publishing the customers, loaded before the orders,
+    would show.
+    """
     env = make_project_env(tmp_path)
     (env.data_dir / "raw_orders.csv").write_text(raw_orders, encoding="utf-8")
+    customers = env.data_dir / "raw_customers.csv"
+    renamed = customers.read_text(encoding="utf-8").replace("\n1,Michael,", "\n1,Michelle,", 1)
+    assert renamed != customers.read_text(encoding="utf-8")
+    customers.write_text(renamed, encoding="utf-8")
     return materialize_raw(
         env,
         ["raw_customers", "raw_orders", "raw_payments"],
