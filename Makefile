@@ -69,8 +69,8 @@ materialize: setup
 chart: setup
 	python -m dagster_project.open_chart
 
-bench: setup
-	python -m bench --scale $(SCALE)
+bench: setup $(if $(filter spark,$(ENGINE)),$(SPARK_NEEDS))
+	python -m bench --scale $(SCALE) --engine $(ENGINE)
 
 setup: $(VENV)/.synced $(MANIFEST) $(INSTANCE_CONFIG)
 

@@ -1,7 +1,9 @@
-"""python -m bench --scale N [--pairs 3] [--ui | --no-ui] [--out docs/benchmarks.md] [--data-dir data/bench]"""
+"""python -m bench --scale N [--engine duckdb|spark] [--pairs 3] [--ui | --no-ui] [--out docs/benchmarks.md]
+[--data-dir data/bench]"""
 
 import argparse
 import sys
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import bench
 from bench import cases, data, report, ui
 from bench.measure import CommandFailed
 from dagster_project.datagen import positive_int
+from dagster_project.serve.spark_connect import SparkServerError, running_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The UI row by default where a run is quick enough to wait for from a browser (issue 15).
@@ -22,6 +25,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--pairs", type=positive_int, default=3, help="alternating Dagster/bare pairs (default: 3)"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="spark: both sides on a Spark Connect server the benchmark starts (default: duckdb)",
     )
     parser.add_argument(
         "--ui",
@@ -41,19 +50,24 @@ def main(argv: list[str] | None = None) -> None:
 
     folder = data.ensure_data(args.scale, args.data_dir)
     try:
-        with_ui = args.ui if args.ui is not None else args.scale <= UI_MAX_DEFAULT_SCALE
-        record = benchmark(args.scale, args.pairs, folder, args.data_dir / "logs", with_ui)
-    except CommandFailed as error:
+        # The UI row drives a DuckDB `dg dev`; on Spark only the headless commands are measured.
+        default_ui = args.engine == "duckdb" and args.scale <= UI_MAX_DEFAULT_SCALE
+        with_ui = args.ui if args.ui is not None else default_ui
+        logs = args.data_dir / "logs" / ("spark" if args.engine == "spark" else "")
+        record = benchmark(args.scale, args.pairs, folder, logs, with_ui, args.engine)
+    except (CommandFailed, SparkServerError) as error:
         sys.exit(str(error))
     results_path = args.out.with_suffix(".json")
     results = report.load(results_path)
-    results[str(args.scale)] = record
+    results[report.key(record)] = record
     report.save(results_path, results)
     report.write_section(args.out, results)
     print(f"Wrote {args.out} and {results_path}")
 
 
-def benchmark(scale: int, pairs: int, folder: Path, logs: Path, with_ui: bool = False) -> dict:
+def benchmark(
+    scale: int, pairs: int, folder: Path, logs: Path, with_ui: bool = False, engine_name: str = "duckdb"
+) -> dict:
     """Measure `pairs` alternating rounds of each case; the logs of the last round stay in `logs`.
 
     The UI's `dg dev` is started once and stays up through every round: its daemon and code
@@ -69,12 +83,22 @@ def benchmark(scale: int, pairs: int, folder: Path, logs: Path, with_ui: bool = 
         **({"ui": []} if with_ui else {}),
     }
     with ExitStack() as stack:
+        engine = cases.DUCKDB
+        if engine_name == "spark":
+            # One server for every run of both sides, started before the first round is timed:
+            # the runs are its clients, as they would be of a cluster's. Peaks count the clients.
+            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jaffle-bench-spark-")))
+            engine = cases.Engine("spark", stack.enter_context(running_server(state)).url)
         dev = stack.enter_context(ui.server(folder, logs)) if with_ui else None
         for pair in range(1, pairs + 1):
-            cli, chart_bytes = cases.materialize(folder, logs / "cli.log")
-            bare = cases.bare(folder, logs / "bare.log")
-            materialize, _ = cases.materialize(folder, logs / "materialize.log", cases.MAKE_MATERIALIZE)
-            definitions_s = cases.python_seconds(cases.LOAD_DEFINITIONS, logs / "load-definitions.log")
+            cli, chart_bytes = cases.materialize(folder, logs / "cli.log", engine=engine)
+            bare = cases.bare(folder, logs / "bare.log", engine)
+            materialize, _ = cases.materialize(
+                folder, logs / "materialize.log", cases.MAKE_MATERIALIZE, engine
+            )
+            definitions_s = cases.python_seconds(
+                cases.LOAD_DEFINITIONS, logs / "load-definitions.log", engine
+            )
             imports_s = cases.python_seconds(cases.IMPORT_LIBRARIES, logs / "import-libraries.log")
             for name, measured in (("cli", cli), ("materialize", materialize), ("bare", bare)):
                 runs[name]["wall_s"].append(measured.wall_s)
@@ -88,7 +112,7 @@ def benchmark(scale: int, pairs: int, folder: Path, logs: Path, with_ui: bool = 
                 runs["ui"].append(launched)
                 ui_note = f"; UI {launched['launch_to_end_s']:.1f} s"
             print(
-                f"scale {scale:,}, round {pair}/{pairs}: "
+                f"scale {scale:,} on {engine_name}, round {pair}/{pairs}: "
                 f"Dagster CLI {cli.wall_s:.1f} s, {report.size(cli.peak_rss_bytes)}; "
                 f"make materialize {materialize.wall_s:.1f} s; "
                 f"bare {bare.wall_s:.1f} s, {report.size(bare.peak_rss_bytes)}; "
@@ -97,11 +121,12 @@ def benchmark(scale: int, pairs: int, folder: Path, logs: Path, with_ui: bool = 
             )
     return {
         "scale": scale,
+        "engine": engine_name,
         "seed": data.SEED,
         "pairs": pairs,
         "rows": data.generated_rows(folder),
         "csv_bytes": data.csv_bytes(folder),
-        **report.environment(),
+        **report.environment(engine_name),
         **runs,
     }
 

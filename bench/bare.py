@@ -31,7 +31,7 @@ def load_raw_tables(data_dir: Path, database: Path) -> None:
             con.execute(f"create table {DBT_SCHEMA}.{table} as select * from read_csv('{path}')")
 
 
-def dbt_build(database: Path, target_path: Path) -> int:
+def dbt_build(target_path: Path, *arguments: str, env: dict[str, str] | None = None) -> int:
     # Its own target and log folder, as dagster-dbt gives each invocation, so the baseline
     # never overwrites the manifest in jaffle_shop/target that the Dagster code loads.
     return subprocess.run(
@@ -46,10 +46,14 @@ def dbt_build(database: Path, target_path: Path) -> int:
             str(target_path),
             "--log-path",
             str(target_path),
-            "--vars",
-            json.dumps({"duckdb_database": str(database.resolve())}),
-        ]
+            *arguments,
+        ],
+        env=env,
     ).returncode
+
+
+def dbt_build_on_duckdb(database: Path, target_path: Path) -> int:
+    return dbt_build(target_path, "--vars", json.dumps({"duckdb_database": str(database.resolve())}))
 
 
 def main() -> None:
@@ -59,7 +63,7 @@ def main() -> None:
     parser.add_argument("--dbt-target-path", type=Path, required=True, help="dbt's target and log folder")
     args = parser.parse_args()
     load_raw_tables(args.data, args.database)
-    sys.exit(dbt_build(args.database, args.dbt_target_path))
+    sys.exit(dbt_build_on_duckdb(args.database, args.dbt_target_path))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """What is measured: the project's headless commands, the bare engines, and code loading.
 
 Every run gets a fresh DuckDB file and DAGSTER_HOME in its own temporary folder, so no run
-finds work a previous one left behind.
+finds work a previous one left behind. On Spark, every run shares the benchmark's one Spark
+Connect server, and replaces the tables a previous run wrote.
 """
 
 import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure import Measurement, measure
@@ -31,7 +33,27 @@ README_COMMAND = [
 MAKE_MATERIALIZE = [sys.executable, "-m", "dagster_project.materialize"]
 
 
-def materialize(data_dir: Path, log: Path, command: list[str] = README_COMMAND) -> tuple[Measurement, int]:
+@dataclass(frozen=True)
+class Engine:
+    """The warehouse the runs use: DuckDB (a file per run), or Spark through a Connect server."""
+
+    name: str = "duckdb"
+    spark_remote: str | None = None
+
+    @property
+    def variables(self) -> dict[str, str]:
+        if self.name == "spark":
+            return {"JAFFLE_ENV": "spark", "SPARK_REMOTE": str(self.spark_remote)}
+        # dev is the environment with a local DuckDB file, whatever JAFFLE_ENV the caller has set.
+        return {"JAFFLE_ENV": "dev"}
+
+
+DUCKDB = Engine()
+
+
+def materialize(
+    data_dir: Path, log: Path, command: list[str] = README_COMMAND, engine: Engine = DUCKDB
+) -> tuple[Measurement, int]:
     """A headless run of every asset with `command`; also the chart's bytes."""
     with tempfile.TemporaryDirectory(prefix="jaffle-bench-") as work:
         work = Path(work)
@@ -46,37 +68,32 @@ def materialize(data_dir: Path, log: Path, command: list[str] = README_COMMAND) 
             DAGSTER_HOME=str(dagster_home),
             JAFFLE_OPEN_CHART="0",
             JAFFLE_CHART_DIR=str(chart_dir),
+            **engine.variables,
         )
         measured = measure(command, env, REPO_ROOT, log)
         chart_bytes = sum(path.stat().st_size for path in chart_dir.rglob("*") if path.is_file())
     return measured, chart_bytes
 
 
-def bare(data_dir: Path, log: Path) -> Measurement:
-    """DuckDB's read_csv then `dbt build`, with no Dagster anywhere."""
+def bare(data_dir: Path, log: Path, engine: Engine = DUCKDB) -> Measurement:
+    """The engine's own CSV reader then `dbt build`, with no Dagster anywhere."""
     with tempfile.TemporaryDirectory(prefix="jaffle-bench-") as work:
         work = Path(work)
-        command = [
-            sys.executable,
-            "-m",
-            "bench.bare",
-            "--data",
-            str(data_dir.resolve()),
-            "--database",
-            str(work / "jaffle.duckdb"),
-            "--dbt-target-path",
-            str(work / "dbt"),
-        ]
-        return measure(command, project_env(), REPO_ROOT, log)
+        data = ("--data", str(data_dir.resolve()))
+        dbt_target = ("--dbt-target-path", str(work / "dbt"))
+        if engine.name == "spark":
+            command = [sys.executable, "-m", "bench.bare_spark", *data, "--remote", str(engine.spark_remote)]
+        else:
+            command = [sys.executable, "-m", "bench.bare", *data, "--database", str(work / "jaffle.duckdb")]
+        return measure([*command, *dbt_target], project_env(**engine.variables), REPO_ROOT, log)
 
 
-def python_seconds(code: str, log: Path) -> float:
+def python_seconds(code: str, log: Path, engine: Engine = DUCKDB) -> float:
     """Wall time of a fresh Python running `code`."""
     with tempfile.TemporaryDirectory(prefix="jaffle-bench-") as dagster_home:
-        env = project_env(DAGSTER_HOME=dagster_home)
+        env = project_env(DAGSTER_HOME=dagster_home, **engine.variables)
         return measure([sys.executable, "-c", code], env, REPO_ROOT, log).wall_s
 
 
 def project_env(**overrides: str) -> dict[str, str]:
-    # dev is the environment with a local DuckDB file, whatever JAFFLE_ENV the caller has set.
-    return {**os.environ, "JAFFLE_ENV": "dev", **overrides}
+    return {**os.environ, **DUCKDB.variables, **overrides}

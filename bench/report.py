@@ -17,15 +17,28 @@ START = "<!-- bench:start (rendered by python -m bench from benchmarks.json) -->
 END = "<!-- bench:end -->"
 TITLE = "# Benchmarks\n\n"
 PACKAGES = ("dagster", "dagster-dbt", "dbt-core", "duckdb")
+SPARK_PACKAGES = ("pyspark", "dbt-spark")
 
 
-def environment() -> dict:
+def environment(engine: str = "duckdb") -> dict:
     """The machine, the versions and the date, recorded with every measurement."""
+    packages = (*PACKAGES, *SPARK_PACKAGES) if engine == "spark" else PACKAGES
     return {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": {"cores": psutil.cpu_count(), "ram_bytes": psutil.virtual_memory().total},
-        "versions": {"python": platform.python_version(), **{name: version(name) for name in PACKAGES}},
+        "versions": {"python": platform.python_version(), **{name: version(name) for name in packages}},
     }
+
+
+def key(record: dict) -> str:
+    """A record's entry in benchmarks.json: one per scale and engine (DuckDB's keep the bare scale)."""
+    engine = record.get("engine", "duckdb")
+    return str(record["scale"]) if engine == "duckdb" else f"{record['scale']} {engine}"
+
+
+def scale_label(record: dict) -> str:
+    engine = record.get("engine", "duckdb")
+    return f"{record['scale']:,}" + ("" if engine == "duckdb" else f" on {engine.capitalize()}")
 
 
 def load(path: Path) -> dict[str, dict]:
@@ -51,7 +64,17 @@ def write_section(path: Path, results: dict[str, dict]) -> None:
 
 def render(results: dict[str, dict]) -> str:
     # Only rows measured with the README's command: older rows timed `make materialize` alone.
-    records = sorted((r for r in results.values() if "cli" in r), key=lambda record: record["scale"])
+    records = sorted(
+        (r for r in results.values() if "cli" in r),
+        key=lambda record: (record["scale"], record.get("engine", "duckdb") != "duckdb"),
+    )
+    spark_versions = sorted(
+        {
+            ", ".join(f"{name} {r['versions'][name]}" for name in SPARK_PACKAGES)
+            for r in records
+            if key(r) != str(r["scale"])
+        }
+    )
     lines = [
         "Medians of alternating rounds of runs on the same generated data. "
         "`python -m bench --scale N` (or `make bench SCALE=N`) adds or replaces row N.",
@@ -60,6 +83,16 @@ def render(results: dict[str, dict]) -> str:
         "every asset with its checks, `dbt build` and its publish, the chart. "
         "**make materialize**: `python -m dagster_project.materialize`, the same work.",
         "- **bare**: DuckDB `create table ... as select * from read_csv(...)` for each CSV, then `dbt build`.",
+        *(
+            [
+                "- **on Spark**: both sides with `JAFFLE_ENV=spark` against one Spark Connect server "
+                "(`local[2]`, make spark's settings) that the benchmark starts first; **bare** is Spark's CSV "
+                "reader into tables, then `dbt build --target spark`. The peaks count the clients, not the "
+                f"server's JVM. Versions: {'; '.join(spark_versions)}."
+            ]
+            if spark_versions
+            else []
+        ),
         "- **Peak memory**: the largest sum of RSS over the process and all its children (dbt), sampled every 50 ms.",
         "- **Ratios**: Dagster ÷ bare. **Chart**: the size of the chart's folder after the Dagster run.",
         "- **Load code**: a fresh Python importing `dagster_project.definitions` and validating every definition; "
@@ -85,7 +118,7 @@ def results_row(record: dict) -> str:
     bare_rss = median(record["bare"]["peak_rss_bytes"])
     rows = record["rows"]
     cells = [
-        f"{record['scale']:,}",
+        scale_label(record),
         f"{rows['raw_customers']:,}",
         f"{rows['raw_orders']:,}",
         f"{rows['raw_payments']:,}",
@@ -148,7 +181,7 @@ def ui_row(record: dict, steps: list[str]) -> str:
 def environment_row(record: dict) -> str:
     machine, versions = record["machine"], record["versions"]
     cells = [
-        f"{record['scale']:,}",
+        scale_label(record),
         record["date"],
         str(record["pairs"]),
         str(machine["cores"]),

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from dagster_project.serve.services import free_port
-from dagster_project.serve.spark_connect import SparkConnectServer, SparkServerError
+from dagster_project.serve.spark_connect import SparkConnectServer, SparkServerError, running_server
 from tests.helpers import (
     CLASSIC_DATA_DIR,
     FullRun,
@@ -61,16 +60,12 @@ def ui_graphql(instance: DagsterInstance) -> Iterator[UIGraphQL]:
 def spark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnectServer]:
     """One Spark Connect server for the whole session (a JVM start costs 6 to 10 s), with its
     tables and Derby metastore in a temporary folder, on a free port of 127.0.0.1."""
-    server = SparkConnectServer(tmp_path_factory.mktemp("spark"), free_port())
     try:
-        server.start()
+        with running_server(tmp_path_factory.mktemp("spark")) as server:
+            yield server
     except SparkServerError as error:
         # Never a skip: a machine without Java or pyspark must say what to install.
         pytest.fail(f"The Spark tests need a Spark Connect server: {error}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -190,3 +190,18 @@ def test_the_ui_table_shows_launch_to_end_against_bare_and_the_headless_command(
         "publish": "0.25 s",
         "dbt": "6.0 s",
     }
+
+
+def test_a_spark_row_sits_beside_duckdb_at_its_scale_and_names_the_spark_versions(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    on_spark = record(100) | {"engine": "spark", "date": "2026-03-03"}
+    on_spark["versions"] = on_spark["versions"] | {"pyspark": "4.3.0", "dbt-spark": "1.11.0"}
+    results = {report.key(r): r for r in (record(100), record(1), on_spark)}
+
+    report.write_section(out, results)
+
+    assert sorted(results) == ["1", "100", "100 spark"]
+    _, *rows = results_table(out.read_text())
+    assert [row[0] for row in rows] == ["1", "100", "100 on Spark"]
+    assert "Versions: pyspark 4.3.0, dbt-spark 1.11.0." in out.read_text()
+    assert "| 100 on Spark | 2026-03-03 |" in out.read_text()

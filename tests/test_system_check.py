@@ -371,3 +371,29 @@ def test_a_venv_that_fails_half_way_is_removed_so_the_next_make_starts_over(tmp_
     assert result.returncode != 0
     assert "ensurepip" in result.stderr
     assert not (tmp_path / "project" / ".venv").exists()
+
+
+@pytest.mark.parametrize(
+    ("java", "version_output", "platform", "manager", "is_root", "fix"),
+    [
+        (None, "", "linux", "apt-get", True, "'apt-get install openjdk-17-jre-headless'"),
+        (None, "", "linux", "apt-get", False, "'sudo apt-get install openjdk-17-jre-headless'"),
+        ("/usr/bin/java", 'java version "1.8.0_301"', "linux", "dnf", False, "'sudo dnf install java-17"),
+        ("/usr/bin/java", 'openjdk version "11.0.2"', "darwin", None, False, "'brew install openjdk@17'"),
+    ],
+)
+def test_spark_without_java_17_is_told_the_install_command_for_the_system(
+    java, version_output, platform, manager, is_root, fix
+):
+    problem = system_check.java_problem(java, version_output, platform, manager, is_root)
+    assert problem.startswith("Spark needs Java 17 or newer and ")
+    assert fix in problem
+    if java:
+        assert java in problem
+
+
+@pytest.mark.parametrize(
+    "version_output", ['openjdk version "17.0.15" 2025-04-15', 'openjdk version "21" 2023']
+)
+def test_java_17_or_newer_runs_spark(version_output):
+    assert system_check.java_problem("/usr/bin/java", version_output, "linux", "apt-get", True) is None

@@ -21,13 +21,14 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from dagster_project.serve.services import PidFile, port_open, stop_group
+from dagster_project.serve.services import PidFile, free_port, port_open, stop_group
 from dagster_project.settings import REPO_ROOT
 from dagster_project.system_check import java_problem, java_version_output, package_manager
 
@@ -193,6 +194,17 @@ class SparkConnectServer:
         stopped = self.running() is not None and stop_group(self.pid_file, signal.SIGTERM, grace=STOP_GRACE)
         self.pid_file.remove()
         return stopped
+
+
+@contextmanager
+def running_server(state_dir: Path) -> Iterator[SparkConnectServer]:
+    """A server of its own on a free port for a test session or a benchmark, stopped on exit."""
+    server = SparkConnectServer(state_dir, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _stop_on_sigterm(signum, frame) -> None:
