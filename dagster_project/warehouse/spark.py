@@ -72,6 +72,7 @@ class SparkWarehouseSession(Session):
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
+        self._databases_exist = False
 
     def string(self, value: str) -> str:
         return spark_string(value)
@@ -146,9 +147,13 @@ class SparkWarehouseSession(Session):
     # Write-audit-publish.
 
     def ensure_databases(self) -> None:
+        # Once per session: each statement is a round trip to the server.
+        if self._databases_exist:
+            return
         self.sql(f"create database if not exists {BUILD_SCHEMA}")
         self.sql(f"create database if not exists {PUBLISHED_SCHEMA}")
         self.sql(f"create table if not exists {self._pending_table} (note string) using parquet")
+        self._databases_exist = True
 
     @property
     def _pending_table(self) -> str:
