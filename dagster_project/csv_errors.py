@@ -1,4 +1,4 @@
-"""Turn DuckDB's CSV reader errors into messages a person can act on.
+"""Turn CSV reader errors (DuckDB's, Spark's) into messages a person can act on.
 
 DuckDB's own text is long, says types were "auto-detected" when we declared them, and suggests
 ``ignore_errors=true``, which would silently drop rows. We keep the facts (line, column, value)
@@ -7,7 +7,9 @@ and drop the advice; the caller says what happened to the table.
 
 from __future__ import annotations
 
+import csv
 import re
+from datetime import date
 from pathlib import Path
 
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
@@ -69,3 +71,46 @@ def describe_csv_error(path: Path, header: list[str], error: Exception) -> str:
     else:
         problem = text.splitlines()[0]
     return f"{where}: {problem}{shown}"
+
+
+def _invalid(value: str, declared: str) -> bool:
+    """Whether ``value`` cannot be read as ``declared`` (an empty field reads as null)."""
+    if value == "" or declared == "VARCHAR":
+        return False
+    try:
+        if declared == "INTEGER":
+            return not -(2**31) <= int(value) < 2**31
+        if declared == "DATE":
+            date.fromisoformat(value)
+            return len(value) != 10
+    except ValueError:
+        return True
+    return False
+
+
+def locate_bad_record(path: Path, header: list[str], columns: dict[str, str]) -> str | None:
+    """The first record of ``path`` that does not fit ``columns``, described as for DuckDB.
+
+    For readers that say only that a record is malformed (Spark's FAILFAST): the file is read
+    again here, record by record, so this runs only after a load has failed.
+    """
+    if found := first_non_utf8_byte(path):
+        return _encoding_message(path, f"{path}, line {found[0]}")
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        reader = csv.reader(file)
+        next(reader, None)
+        line = reader.line_num
+        for record in reader:
+            first_line, line = line + 1, reader.line_num
+            where = f"{path}, line {first_line}"
+            shown = f" The line reads: {','.join(record)!r}."
+            if len(record) != len(header):
+                return f"{where}: the row has {len(record)} fields, but the header has {len(header)}.{shown}"
+            for position, (name, value) in enumerate(zip(header, record, strict=True), start=1):
+                declared = columns.get(name, "VARCHAR")
+                if _invalid(value, declared):
+                    return (
+                        f"{where}: column {position} ({name}) holds {value!r}, "
+                        f"which is not a valid {declared}.{shown}"
+                    )
+    return None

@@ -28,8 +28,10 @@ def dbt_vars(database: str, memory_limit: str | None) -> list[str]:
     return ["--vars", json.dumps({"duckdb_database": database, **limit})]
 
 
-def settings_vars(settings: Settings) -> list[str]:
-    """The dbt vars for these settings: what the dbt step passes, and so what parse must get."""
+def project_vars(settings: Settings) -> list[str]:
+    """The vars runs pass in this environment (``Warehouse.dbt_vars``): none on Spark."""
+    if settings.warehouse_engine != "duckdb":
+        return []
     return dbt_vars(settings.duckdb_database, settings.duckdb_memory_limit)
 
 
@@ -40,13 +42,9 @@ def build_project(settings: Settings) -> DbtProject:
         profiles_dir=REPO_ROOT,
         target=settings.dbt_target,
         # dbt re-parses the whole project when the profile or vars differ from the last parse
-        # (the memory limit is part of the profile's hash), so the manifest is prepared with
-        # exactly the vars that runs pass.
-        prepare_project_cli_args=[
-            "parse",
-            "--quiet",
-            *dbt_vars(settings.duckdb_database, settings.duckdb_memory_limit),
-        ],
+        # (the DuckDB memory limit is part of the profile's hash), so the manifest is prepared
+        # with exactly the vars that runs pass.
+        prepare_project_cli_args=["parse", "--quiet", *project_vars(settings)],
     )
 
 

@@ -3,6 +3,9 @@
 Each check is a query listing offending values with their row counts: it passes when the query
 finds nothing, and otherwise says how many rows failed and shows the first values, so the run
 log answers "which rows?" without anyone opening the database.
+
+The SQL is written once for every engine: ``anti join`` and ``in (...)`` read the same on DuckDB
+and Spark, and what differs (quoting, the catalog) goes through the ``Session``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import duckdb
 from dagster import (
     AssetCheckKey,
     AssetCheckResult,
@@ -20,9 +22,8 @@ from dagster import (
     MetadataValue,
 )
 
-from dagster_project.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
 from dagster_project.raw_load import RAW_TABLES, RawLoadConfig, RawTable
-from dagster_project.warehouse import sql_identifier, sql_string, sql_string_list
+from dagster_project.warehouse import BUILD_SCHEMA, Session
 
 # At most this many distinct offending values are fetched; the row count covers them all.
 _OFFENDERS_LIMIT = 1000
@@ -35,7 +36,7 @@ class RawCheck:
     table: str
     name: str
     description: str
-    run: Callable[[duckdb.DuckDBPyConnection, RawLoadConfig], AssetCheckResult]
+    run: Callable[[Session, RawLoadConfig], AssetCheckResult]
 
     @property
     def key(self) -> AssetCheckKey:
@@ -50,8 +51,8 @@ def _asset_key(table: str) -> AssetKey:
     return AssetKey(table)
 
 
-def _build(table: str) -> str:
-    return f"{BUILD_SCHEMA}.{sql_identifier(table)}"
+def _build(session: Session, table: str) -> str:
+    return session.table(BUILD_SCHEMA, table)
 
 
 def _markdown_rows(columns: list[str], rows: list[tuple]) -> str:
@@ -70,12 +71,10 @@ def _examples(columns: list[str], offenders: list[tuple]) -> str:
 
 
 def offenders_check(
-    conn: duckdb.DuckDBPyConnection, table: str, check_name: str, query: str, problem: str
+    session: Session, table: str, check_name: str, query: str, problem: str
 ) -> AssetCheckResult:
     """Pass when ``query`` (value, rows) finds nothing; otherwise say how many rows and which."""
-    cursor = conn.execute(f"{query} order by rows desc, 1 limit {_OFFENDERS_LIMIT}")
-    columns = [column[0] for column in cursor.description]
-    offenders = cursor.fetchall()
+    columns, offenders = session.query(f"{query} order by rows desc, 1 limit {_OFFENDERS_LIMIT}")
     failing_rows = sum(row[-1] for row in offenders)
     description = (
         f"{failing_rows} row(s) of {table} {problem}: {_examples(columns, offenders)}." if offenders else None
@@ -97,11 +96,11 @@ def _id_check(table: RawTable) -> RawCheck:
         table.name,
         name,
         "Every id is present and appears once.",
-        lambda conn, _: offenders_check(
-            conn,
+        lambda session, _: offenders_check(
+            session,
             table.name,
             name,
-            f"select id, count(*) as rows from {_build(table.name)} group by id "
+            f"select id, count(*) as rows from {_build(session, table.name)} group by id "
             "having id is null or count(*) > 1",
             "have a missing or repeated id",
         ),
@@ -111,30 +110,25 @@ def _id_check(table: RawTable) -> RawCheck:
 def _accepted_values_check(table: RawTable) -> RawCheck:
     column, values = table.accepted_values
     name = f"{column}_is_accepted"
-    quoted = sql_identifier(column)
     return RawCheck(
         table.name,
         name,
         f"Every {column} is one of: {', '.join(values)}.",
-        lambda conn, _: offenders_check(
-            conn,
+        lambda session, _: offenders_check(
+            session,
             table.name,
             name,
-            f"select {quoted}, count(*) as rows from {_build(table.name)} "
-            f"where {quoted} is null or not list_contains({sql_string_list(list(values))}, {quoted}) "
-            "group by 1",
+            f"select {session.identifier(column)}, count(*) as rows from {_build(session, table.name)} "
+            f"where {session.identifier(column)} is null "
+            f"or {session.identifier(column)} not in {session.string_tuple(list(values))} group by 1",
             f"have a {column} outside the accepted values ({', '.join(values)})",
         ),
     )
 
 
-def _missing_table(conn: duckdb.DuckDBPyConnection, table: str, check_name: str, other: str):
+def _missing_table(session: Session, table: str, check_name: str, other: str):
     """A failed result when ``other``, which the check compares with, was never loaded; else None."""
-    exists = conn.execute(
-        "select count(*) from duckdb_tables() where database_name = current_database() "
-        f"and schema_name = {sql_string(BUILD_SCHEMA)} and table_name = {sql_string(other)}"
-    ).fetchone()[0]
-    if exists:
+    if session.table_exists(BUILD_SCHEMA, other):
         return None
     return AssetCheckResult(
         asset_key=_asset_key(table),
@@ -152,14 +146,14 @@ def _reference_check(table: str, column: str, parent: str, parent_column: str) -
         table,
         name,
         f"Every {column} in {table} is an {parent_column} in {parent}.",
-        lambda conn, _: (
-            _missing_table(conn, table, name, parent)
+        lambda session, _: (
+            _missing_table(session, table, name, parent)
             or offenders_check(
-                conn,
+                session,
                 table,
                 name,
-                f"select child.{column}, count(*) as rows from {_build(table)} as child "
-                f"anti join {_build(parent)} as parent on child.{column} = parent.{parent_column} "
+                f"select child.{column}, count(*) as rows from {_build(session, table)} as child "
+                f"anti join {_build(session, parent)} as parent on child.{column} = parent.{parent_column} "
                 "group by 1",
                 f"have a {column} that is not an {parent_column} in {parent}",
             )
@@ -173,14 +167,14 @@ def _every_order_is_paid() -> RawCheck:
         "raw_orders",
         name,
         "Every order has at least one payment in raw_payments.",
-        lambda conn, _: (
-            _missing_table(conn, "raw_orders", name, "raw_payments")
+        lambda session, _: (
+            _missing_table(session, "raw_orders", name, "raw_payments")
             or offenders_check(
-                conn,
+                session,
                 "raw_orders",
                 name,
-                f"select orders.id, count(*) as rows from {_build('raw_orders')} as orders "
-                f"anti join {_build('raw_payments')} as payments on payments.order_id = orders.id "
+                f"select orders.id, count(*) as rows from {_build(session, 'raw_orders')} as orders "
+                f"anti join {_build(session, 'raw_payments')} as payments on payments.order_id = orders.id "
                 "group by 1",
                 "have no payment in raw_payments",
             )
@@ -194,11 +188,11 @@ def _amount_check() -> RawCheck:
         "raw_payments",
         name,
         "Every payment has an amount of zero cents or more.",
-        lambda conn, _: offenders_check(
-            conn,
+        lambda session, _: offenders_check(
+            session,
             "raw_payments",
             name,
-            f"select amount, count(*) as rows from {_build('raw_payments')} "
+            f"select amount, count(*) as rows from {_build(session, 'raw_payments')} "
             "where amount is null or amount < 0 group by 1",
             "have a missing or negative amount",
         ),
@@ -211,21 +205,14 @@ def _shrink_check(table: RawTable) -> RawCheck:
         "row_count_did_not_shrink",
         "The load keeps at least half the published rows (run config max_shrink), unless the "
         "run config sets allow_shrink.",
-        lambda conn, config: shrink_result(conn, table.name, config),
+        lambda session, config: shrink_result(session, table.name, config),
     )
 
 
-def shrink_result(conn: duckdb.DuckDBPyConnection, table: str, config: RawLoadConfig) -> AssetCheckResult:
-    (new_rows,) = conn.execute(f"select count(*) from {_build(table)}").fetchone()
-    is_published = conn.execute(
-        "select count(*) from duckdb_tables() where database_name = current_database() "
-        f"and schema_name = {sql_string(PUBLISHED_SCHEMA)} and table_name = {sql_string(table)}"
-    ).fetchone()[0]
-    old_rows = (
-        conn.execute(f"select count(*) from {PUBLISHED_SCHEMA}.{sql_identifier(table)}").fetchone()[0]
-        if is_published
-        else 0
-    )
+def shrink_result(session: Session, table: str, config: RawLoadConfig) -> AssetCheckResult:
+    new_rows = session.count(BUILD_SCHEMA, table)
+    published = session.published_schema
+    old_rows = session.count(published, table) if session.table_exists(published, table) else 0
     lost = old_rows - new_rows
     share = lost / old_rows if old_rows else 0.0
     shrank_too_much = share > config.max_shrink

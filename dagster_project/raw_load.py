@@ -1,22 +1,21 @@
-"""Loading a raw CSV file into a DuckDB table of the same name, in the build schema.
+"""Loading a raw CSV file into a table of the same name, in the warehouse's build schema.
 
-DuckDB reads the file itself with declared column types, so no row passes through Python, and
-the load is a single transaction: a file that fails to parse leaves the previous table as it was.
-The table lands in the private build schema; ``dagster_project.publish`` makes it visible.
+What every engine shares: the three tables and their declared column types, the run config, the
+header check and the wording of a refusal. Each engine reads the file with its own CSV reader
+(``Session.load_csv`` in ``dagster_project/warehouse/``); the table lands in the private build
+schema, and the publish step makes it visible.
 """
 
 import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 from dagster import Config
 from pydantic import Field
 
 from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
-from dagster_project.csv_errors import RawFileError, describe_csv_error
-from dagster_project.publish import BUILD_SCHEMA, ensure_schemas
-from dagster_project.warehouse import sql_identifier, sql_string
+from dagster_project.csv_errors import RawFileError
+from dagster_project.warehouse import Session
 
 # Bump when the loading logic changes, so Dagster marks everything downstream as stale.
 INGEST_CODE_VERSION = "1"
@@ -34,11 +33,6 @@ class RawTable:
     @property
     def file_name(self) -> str:
         return f"{self.name}.csv"
-
-    @property
-    def build_table(self) -> str:
-        """Where a run loads the file: the private build schema."""
-        return f"{BUILD_SCHEMA}.{self.name}"
 
 
 RAW_TABLES = (
@@ -101,46 +95,21 @@ def read_header(path: Path, table: RawTable) -> list[str]:
     return header
 
 
-def load_csv(conn: duckdb.DuckDBPyConnection, table: RawTable, path: Path, allow_empty: bool) -> int:
-    """Create or replace ``table`` from ``path`` in one transaction; return the row count."""
-    try:
-        return _replace_table(conn, table, path, allow_empty)
-    except RawFileError as error:
-        raise RawFileError(
-            f"{error} Nothing was published: {table.name} keeps its previous contents; "
-            "fix the file, then materialize again."
-        ) from None
+def load_csv(session: Session, table: RawTable, path: Path, allow_empty: bool) -> int:
+    """Create or replace ``table`` in the build schema from ``path``; return the row count."""
+    return session.load_csv(table, path, allow_empty)
 
 
-def _replace_table(conn: duckdb.DuckDBPyConnection, table: RawTable, path: Path, allow_empty: bool) -> int:
-    header = read_header(path, table)
-    # Extra columns are read as text and dropped: the file may carry more than we use.
-    file_columns = ", ".join(
-        f"{sql_string(name)}: {sql_string(table.columns.get(name, 'VARCHAR'))}" for name in header
+def refused(table: RawTable, error: RawFileError) -> RawFileError:
+    """``error``, saying what happened to the table and what to do."""
+    return RawFileError(
+        f"{error} Nothing was published: {table.name} keeps its previous contents; "
+        "fix the file, then materialize again."
     )
-    selected = ", ".join(sql_identifier(name) for name in table.columns)
-    ensure_schemas(conn)
-    conn.execute("begin transaction")
-    try:
-        # The path and the header's names are quoted as SQL literals, never spliced in raw:
-        # quotes and spaces in them are safe.
-        conn.execute(
-            f"create or replace table {table.build_table} as select {selected} from read_csv("
-            f"{sql_string(str(path))}, columns = {{{file_columns}}}, header = true,"
-            " auto_detect = false, strict_mode = true,"
-            " delim = ',', quote = '\"', escape = '\"')"
-        )
-        (rows,) = conn.execute(f"select count(*) from {table.build_table}").fetchone()
-        if rows == 0 and not allow_empty:
-            raise RawFileError(
-                f"{path} has a header but no rows. If an empty {table.name} is intended, "
-                "set allow_empty: true in the run config."
-            )
-        conn.execute("commit")
-    except duckdb.Error as error:
-        conn.execute("rollback")
-        raise RawFileError(describe_csv_error(path, header, error)) from None
-    except BaseException:
-        conn.execute("rollback")
-        raise
-    return rows
+
+
+def empty_file_error(table: RawTable, path: Path) -> RawFileError:
+    return RawFileError(
+        f"{path} has a header but no rows. If an empty {table.name} is intended, "
+        "set allow_empty: true in the run config."
+    )

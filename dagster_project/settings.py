@@ -29,12 +29,17 @@ PRODUCTION_DIR = REPO_ROOT / "deploy" / "production"
 # The dbt beside this Python, so dbt works whether or not the venv is activated.
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
-Environment = Literal["dev", "test", "prod"]
-ENVIRONMENTS: tuple[Environment, ...] = ("dev", "test", "prod")
+Environment = Literal["dev", "test", "prod", "spark"]
+ENVIRONMENTS: tuple[Environment, ...] = ("dev", "test", "prod", "spark")
 
 # prod runs on MotherDuck; the token is a secret, so it is only ever read from the environment
 # (by DuckDB itself), never passed around as a value.
 PROD_REQUIRED_VARIABLES = ("MOTHERDUCK_TOKEN", "JAFFLE_PROD_DATABASE")
+
+# spark runs on a Spark Connect server: by default the local one `make spark` starts. A remote
+# cluster (Databricks, for one) takes a token, a secret read from the environment only.
+DEFAULT_SPARK_REMOTE = "sc://127.0.0.1:15002"
+SPARK_TOKEN_VARIABLE = "SPARK_CONNECT_TOKEN"
 
 # Every variable the project reads.
 VARIABLES = (
@@ -45,6 +50,8 @@ VARIABLES = (
     "JAFFLE_OPEN_CHART",
     "DUCKDB_MEMORY_LIMIT",
     *PROD_REQUIRED_VARIABLES,
+    "SPARK_REMOTE",
+    SPARK_TOKEN_VARIABLE,
 )
 
 # The share of the machine's memory DuckDB may use when DUCKDB_MEMORY_LIMIT is not set. DuckDB's
@@ -73,6 +80,12 @@ class Settings:
     has_display: bool = False
     # Which of our variables were set, so resources can name their source in the UI.
     variables_set: frozenset[str] = frozenset()
+    # JAFFLE_ENV=spark: the Spark Connect URL, without the token (SPARK_CONNECT_TOKEN).
+    spark_remote: str = DEFAULT_SPARK_REMOTE
+
+    @property
+    def warehouse_engine(self) -> Literal["duckdb", "spark"]:
+        return "spark" if self.environment == "spark" else "duckdb"
 
     def from_variable(self, name: str, value: str) -> str | EnvVar:
         """``EnvVar(name)`` when ``value`` came from that variable, else ``value`` itself.
@@ -154,6 +167,23 @@ def _memory_limit(env: dict[str, str]) -> str:
     return f"{match['number']}{match['unit']}"
 
 
+def _spark_remote(env: dict[str, str]) -> str:
+    value = env.get("SPARK_REMOTE", "").strip() or DEFAULT_SPARK_REMOTE
+    parts = urlsplit(value.split(";", 1)[0])
+    if parts.scheme != "sc" or not parts.hostname:
+        raise SettingsError(
+            f"SPARK_REMOTE={value.split(';', 1)[0]!r} must be a Spark Connect URL like "
+            f"{DEFAULT_SPARK_REMOTE} (the local server `make spark` starts)."
+        )
+    if ";token=" in value:
+        # The URL is shown in the UI and the run log; a token in it would be shown too.
+        raise SettingsError(
+            f"SPARK_REMOTE carries a token: put the URL alone in SPARK_REMOTE and the token in "
+            f"{SPARK_TOKEN_VARIABLE}, which is never shown or logged."
+        )
+    return value
+
+
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     value = env.get(name, "").strip()
     if not value:
@@ -177,6 +207,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         has_display=sys.platform in ("darwin", "win32")
         or bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")),
         variables_set=frozenset(name for name in VARIABLES if env.get(name)),
+        spark_remote=_spark_remote(env) if environment == "spark" else DEFAULT_SPARK_REMOTE,
     )
 
 

@@ -8,16 +8,15 @@ restates the catalog the same way, so the warehouse and the catalog both show th
 
 from dagster import AssetExecutionContext
 
-from dagster_project import publish
 from dagster_project.catalog import restore_catalog
-from dagster_project.warehouse import WarehouseResource
+from dagster_project.warehouse import Warehouse
 
 
-def begin(context: AssetExecutionContext, duckdb: WarehouseResource) -> None:
+def begin(context: AssetExecutionContext, duckdb: Warehouse) -> None:
     run_id = context.op_execution_context.run_id
     duckdb.hold_for_run(run_id, context.log.info)
-    with duckdb.get_connection() as conn:
-        left_behind = publish.start(conn, run_id)
+    with duckdb.session() as session:
+        left_behind = session.start(run_id)
     for dead_run, names in left_behind.items():
         context.log.info(
             f"Run {dead_run[:8]} ended without publishing or cleaning up; restored {', '.join(names)} "
@@ -26,9 +25,9 @@ def begin(context: AssetExecutionContext, duckdb: WarehouseResource) -> None:
         restore_catalog(context, names, failed_run_id=dead_run)
 
 
-def abandon(context: AssetExecutionContext, duckdb: WarehouseResource) -> None:
+def abandon(context: AssetExecutionContext, duckdb: Warehouse) -> None:
     """Undo this run's unpublished writes, in the warehouse and in the catalog."""
     run_id = context.op_execution_context.run_id
-    with duckdb.get_connection() as conn:
-        names = publish.discard(conn, run_id)
+    with duckdb.session() as session:
+        names = session.discard(run_id)
     restore_catalog(context, names, failed_run_id=run_id)

@@ -15,7 +15,7 @@ from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
 from dagster_project.definitions import build_defs
 from dagster_project.settings import INSTANCE_TEMPLATE, REPO_ROOT, SAMPLE_DATA_DIR, Settings, load_settings
-from dagster_project.warehouse import WarehouseResource
+from dagster_project.warehouse.duckdb import DuckDBWarehouse
 
 # Every asset of the project, as the UI names them.
 PROJECT_ASSETS = (
@@ -73,8 +73,8 @@ class ProjectEnv:
     def defs(self) -> Definitions:
         return build_defs(self.settings)
 
-    def warehouse(self) -> WarehouseResource:
-        return WarehouseResource(database=str(self.database), lock_timeout=5)
+    def warehouse(self) -> DuckDBWarehouse:
+        return DuckDBWarehouse(database=str(self.database), lock_timeout=5)
 
     def instance(self) -> DagsterInstance:
         return DagsterInstance.from_config(str(self.dagster_home))
@@ -94,20 +94,22 @@ CLASSIC_DATA_DIR = Path(__file__).parent / "fixtures" / "classic"
 
 def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
     """Load and publish the three raw files, as a good run of the raw assets would leave them."""
-    from dagster_project import publish
     from dagster_project.raw_load import RAW_TABLES, load_csv
+    from dagster_project.warehouse import Built
+    from dagster_project.warehouse.duckdb import DuckDBSession
 
+    session = DuckDBSession(conn)
     for table in RAW_TABLES:
-        load_csv(conn, table, data_dir / table.file_name, allow_empty=False)
-        publish.stage(conn, "tests", [publish.Built(table.name)])
-    publish.publish(conn, "tests")
+        load_csv(session, table, data_dir / table.file_name, allow_empty=False)
+        session.stage("tests", [Built(table.name)])
+    session.publish("tests")
 
 
 def materialize_raw(
     env: "ProjectEnv",
     tables: list[str],
     *,
-    duckdb: WarehouseResource | None = None,
+    duckdb: DuckDBWarehouse | None = None,
     data_source=None,
     config: dict | None = None,
     instance: DagsterInstance | None = None,

@@ -12,6 +12,7 @@ from dagster_project.csv_errors import RawFileError
 from dagster_project.data_source import DataSourceError, LocalDataSource
 from dagster_project.raw_load import RAW_TABLES, load_csv
 from dagster_project.settings import SAMPLE_DATA_DIR
+from dagster_project.warehouse.duckdb import DuckDBSession
 from tests.helpers import load_sample_tables, materialize_raw
 
 TABLES = {table.name: table for table in RAW_TABLES}
@@ -47,7 +48,7 @@ def refused(conn, table: str, path: Path, allow_empty: bool = False) -> str:
     before = contents(conn, table)
     build_before = conn.execute(f"select * from jaffle_build.{table} order by all").fetchall()
     with pytest.raises(RawFileError) as caught:
-        load_csv(conn, TABLES[table], path, allow_empty=allow_empty)
+        load_csv(DuckDBSession(conn), TABLES[table], path, allow_empty=allow_empty)
     assert contents(conn, table) == before
     assert conn.execute(f"select * from jaffle_build.{table} order by all").fetchall() == build_before
     message = str(caught.value)
@@ -81,7 +82,7 @@ def test_a_header_only_file_is_refused_unless_allow_empty_is_set(tmp_path, wareh
     assert "has a header but no rows" in message
     assert "set allow_empty: true in the run config" in message
 
-    assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=True) == 0
+    assert load_csv(DuckDBSession(warehouse), TABLES["raw_customers"], path, allow_empty=True) == 0
     assert loaded(warehouse, "raw_customers") == []
 
 
@@ -94,7 +95,7 @@ def test_a_missing_required_column_is_named(tmp_path, warehouse):
 
 def test_an_extra_column_loads_and_is_dropped(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"id,email,first_name,last_name\n1,a@b.c,Ann,B.\n")
-    assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=False) == 1
+    assert load_csv(DuckDBSession(warehouse), TABLES["raw_customers"], path, allow_empty=False) == 1
     assert loaded(warehouse, "raw_customers") == [(1, "Ann", "B.")]
 
 
@@ -152,13 +153,13 @@ def test_a_non_utf8_byte_is_located(tmp_path, warehouse):
 
 def test_a_utf8_bom_loads(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"\xef\xbb\xbf" + CUSTOMERS_HEADER + "1,Zoë,B.\n".encode())
-    assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=False) == 1
+    assert load_csv(DuckDBSession(warehouse), TABLES["raw_customers"], path, allow_empty=False) == 1
     assert loaded(warehouse, "raw_customers") == [(1, "Zoë", "B.")]
 
 
 def test_crlf_line_endings_load(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"id,first_name,last_name\r\n1,Ann,B.\r\n2,Bob,C.\r\n")
-    assert load_csv(warehouse, TABLES["raw_customers"], path, allow_empty=False) == 2
+    assert load_csv(DuckDBSession(warehouse), TABLES["raw_customers"], path, allow_empty=False) == 2
     assert loaded(warehouse, "raw_customers") == [(1, "Ann", "B."), (2, "Bob", "C.")]
 
 

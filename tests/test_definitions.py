@@ -61,10 +61,10 @@ UNBOUND_DATA_SOURCE = """
 from dagster import Definitions
 
 from dagster_project.defs.ingest import raw_tables
-from dagster_project.warehouse import WarehouseResource
+from dagster_project.warehouse.duckdb import DuckDBWarehouse
 
 # The raw assets ask for `data_source`; this project binds only `duckdb`.
-defs = Definitions(assets=[raw_tables], resources={{"duckdb": WarehouseResource(database={database!r})}})
+defs = Definitions(assets=[raw_tables], resources={{"duckdb": DuckDBWarehouse(database={database!r})}})
 """
 
 

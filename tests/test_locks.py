@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from dagster import DagsterEventType
 
-from dagster_project import warehouse
-from dagster_project.warehouse import DuckDBLockedError, WarehouseResource
+from dagster_project.warehouse import duckdb as warehouse
+from dagster_project.warehouse.duckdb import DuckDBLockedError, DuckDBWarehouse
 from tests.helpers import load_sample_tables, materialize_raw
 
 HOLDER = """
@@ -51,7 +51,7 @@ def run_raw_customers(env, lock_timeout: float):
     return materialize_raw(
         env,
         ["raw_customers"],
-        duckdb=WarehouseResource(database=str(env.database), lock_timeout=lock_timeout),
+        duckdb=DuckDBWarehouse(database=str(env.database), lock_timeout=lock_timeout),
     )
 
 
@@ -99,7 +99,7 @@ SLOWEST_ATTEMPT = 10
 
 
 def test_by_default_a_held_file_is_given_up_on_after_10_to_15_s(loaded):
-    resource = WarehouseResource(database=str(loaded.database))
+    resource = DuckDBWarehouse(database=str(loaded.database))
     assert resource.lock_timeout == 15
     with held(loaded.database) as holder:
         started = time.monotonic()
@@ -156,7 +156,7 @@ def test_by_default_a_lock_is_retried_with_jittered_backoff_and_given_up_within_
     monkeypatch, clock, tmp_path
 ):
     calls = failing_connect(monkeypatch, LOCK_ERROR)
-    resource = WarehouseResource(database=str(tmp_path / "jaffle.duckdb"))
+    resource = DuckDBWarehouse(database=str(tmp_path / "jaffle.duckdb"))
     with pytest.raises(DuckDBLockedError) as caught, resource.get_connection():
         pass
     assert clock.now <= resource.lock_timeout < 30
@@ -170,7 +170,7 @@ def test_by_default_a_lock_is_retried_with_jittered_backoff_and_given_up_within_
 
 def test_once_a_step_has_given_up_later_steps_of_the_run_fail_at_once(monkeypatch, clock, tmp_path):
     calls = failing_connect(monkeypatch, LOCK_ERROR)
-    resource = WarehouseResource(database=str(tmp_path / "jaffle.duckdb"), lock_timeout=3)
+    resource = DuckDBWarehouse(database=str(tmp_path / "jaffle.duckdb"), lock_timeout=3)
     with pytest.raises(DuckDBLockedError), resource.get_connection():
         pass
     first_wait = (len(calls), len(clock.sleeps))
@@ -182,7 +182,7 @@ def test_once_a_step_has_given_up_later_steps_of_the_run_fail_at_once(monkeypatc
 def test_an_error_other_than_a_lock_is_raised_at_once_without_retrying(monkeypatch, clock, tmp_path):
     error = duckdb.IOException('IO Error: Cannot open file "/data/jaffle.duckdb": Permission denied')
     calls = failing_connect(monkeypatch, error)
-    warehouse = WarehouseResource(database=str(tmp_path / "jaffle.duckdb"))
+    warehouse = DuckDBWarehouse(database=str(tmp_path / "jaffle.duckdb"))
     with pytest.raises(duckdb.IOException, match="Permission denied"), warehouse.get_connection():
         pass
     assert len(calls) == 1

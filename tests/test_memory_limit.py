@@ -7,7 +7,7 @@ import yaml
 from dbt.config.renderer import ProfileRenderer
 from dbt_common.context import set_invocation_context
 
-from dagster_project.dbt_project import dbt_vars, settings_vars
+from dagster_project.dbt_project import project_vars
 from dagster_project.defs.resources import build_resources
 from dagster_project.settings import REPO_ROOT, SettingsError, load_settings, machine_memory_bytes
 
@@ -35,8 +35,8 @@ def test_the_limit_reaches_the_assets_and_dbt_and_the_manifest_is_prepared_with_
     # The vars the dbt step passes to `dbt build` are the ones the manifest was parsed with, so a
     # run never re-parses (dbt hashes the profile's settings).
     resource = build_resources(settings)["duckdb"]
-    assert settings_vars(settings) == dbt_vars(resource.database, resource.memory_limit)
-    cli_vars = json.loads(settings_vars(settings)[1])
+    assert project_vars(settings) == resource.dbt_vars()
+    cli_vars = json.loads(project_vars(settings)[1])
 
     set_invocation_context({})
     raw = yaml.safe_load((REPO_ROOT / "profiles.yml").read_text())["jaffle_shop"]

@@ -8,6 +8,7 @@ import pytest
 
 from dagster_project.raw_checks import RAW_CHECKS
 from dagster_project.raw_load import RAW_TABLES, RawLoadConfig, load_csv
+from dagster_project.warehouse.duckdb import DuckDBSession
 from tests.helpers import load_sample_tables
 
 TABLES = {table.name: table for table in RAW_TABLES}
@@ -30,8 +31,8 @@ def conn(project_env):
 def run_check(conn, tmp_path, table: str, rows: str, check: str, **config):
     path = tmp_path / f"{table}.csv"
     path.write_text(HEADERS[table] + rows, encoding="utf-8")
-    load_csv(conn, TABLES[table], path, allow_empty=False)
-    return CHECKS[(table, check)].run(conn, RawLoadConfig(**config))
+    load_csv(DuckDBSession(conn), TABLES[table], path, allow_empty=False)
+    return CHECKS[(table, check)].run(DuckDBSession(conn), RawLoadConfig(**config))
 
 
 def test_every_check_is_blocking_with_error_severity():
@@ -49,7 +50,7 @@ def test_every_check_is_blocking_with_error_severity():
 
 
 def test_the_sample_data_passes_every_check(conn):
-    results = [check.run(conn, RawLoadConfig()) for check in RAW_CHECKS]
+    results = [check.run(DuckDBSession(conn), RawLoadConfig()) for check in RAW_CHECKS]
     assert [(r.asset_key.to_user_string(), r.check_name) for r in results if not r.passed] == []
 
 
@@ -121,7 +122,7 @@ def test_an_order_without_a_payment_fails_naming_the_order(conn, project_env, tm
     rows = "".join(f"{line}\n" for line in payments[1:] if line.split(",")[1] != "99")
     result = run_check(conn, tmp_path, "raw_payments", rows, "order_id_exists_in_raw_orders")
     assert result.passed
-    result = CHECKS[("raw_orders", "every_order_has_a_payment")].run(conn, RawLoadConfig())
+    result = CHECKS[("raw_orders", "every_order_has_a_payment")].run(DuckDBSession(conn), RawLoadConfig())
     assert not result.passed
     assert result.description == "1 row(s) of raw_orders have no payment in raw_payments: id 99 (1 row)."
 

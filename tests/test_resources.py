@@ -14,7 +14,7 @@ from dagster import (
 from dagster_project.data_source import DataSourceError, LocalDataSource
 from dagster_project.defs.ingest import raw_tables
 from dagster_project.raw_load import INGEST_CODE_VERSION
-from dagster_project.warehouse import WarehouseResource
+from dagster_project.warehouse.duckdb import DuckDBWarehouse
 from tests.mocks import InMemoryDataSource
 
 TINY_SHOP = {
@@ -32,11 +32,11 @@ def tiny_shop(tmp_path) -> InMemoryDataSource:
 
 
 @pytest.fixture
-def warehouse(tmp_path) -> WarehouseResource:
-    return WarehouseResource(database=str(tmp_path / "mock.duckdb"), lock_timeout=5)
+def warehouse(tmp_path) -> DuckDBWarehouse:
+    return DuckDBWarehouse(database=str(tmp_path / "mock.duckdb"), lock_timeout=5)
 
 
-def rows(warehouse: WarehouseResource, sql: str) -> list[tuple]:
+def rows(warehouse: DuckDBWarehouse, sql: str) -> list[tuple]:
     with warehouse.get_connection(read_only=True) as conn:
         return conn.execute(sql).fetchall()
 

@@ -60,6 +60,48 @@ def test_prod_definitions_load_and_validate_without_connecting():
     assert "t0ken" not in repr(resources)
 
 
+def test_spark_takes_the_local_server_by_default_and_a_token_only_as_a_secret():
+    resources = build_resources(load_settings({"JAFFLE_ENV": "spark"}))
+    assert resources["duckdb"].remote == "sc://127.0.0.1:15002"
+    assert resources["duckdb"].token is None
+    env = {"JAFFLE_ENV": "spark", "SPARK_REMOTE": "sc://spark.example:443", "SPARK_CONNECT_TOKEN": "s3cret"}
+    resources = build_resources(load_settings(env))
+    assert resources["duckdb"].remote == "SPARK_REMOTE"
+    assert (
+        isinstance(resources["duckdb"].token, EnvVar) and resources["duckdb"].token == "SPARK_CONNECT_TOKEN"
+    )
+    assert "s3cret" not in repr(resources)
+
+
+@pytest.mark.parametrize(
+    ("remote", "says"),
+    [
+        ("http://127.0.0.1:15002", r"SPARK_REMOTE='http://127\.0\.0\.1:15002' must be a Spark Connect URL"),
+        (
+            "sc://host:443/;token=s3cret",
+            "put the URL alone in SPARK_REMOTE and the token in SPARK_CONNECT_TOKEN",
+        ),
+    ],
+)
+def test_spark_refuses_a_bad_url_naming_the_setting(remote, says):
+    with pytest.raises(SettingsError, match=says) as error:
+        load_settings({"JAFFLE_ENV": "spark", "SPARK_REMOTE": remote})
+    assert "s3cret" not in str(error.value)
+
+
+def test_the_duckdb_environments_never_import_pyspark():
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, dagster_project.definitions; print('pyspark' in sys.modules)"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "JAFFLE_ENV": "dev"},
+    )
+    assert result.stdout.strip() == "False"
+
+
 def test_a_data_folder_from_the_environment_is_shown_as_its_variable():
     from_env = build_resources(load_settings({"JAFFLE_DATA_DIR": "data/sample"}))["data_source"]
     assert isinstance(from_env.directory, EnvVar) and from_env.directory == "JAFFLE_DATA_DIR"

@@ -18,13 +18,13 @@ from dagster import (
     multi_asset,
 )
 
-from dagster_project import publish, steps
+from dagster_project import steps
 from dagster_project.catalog import failure_summary
 from dagster_project.data_source import DataSource
 from dagster_project.raw_checks import RAW_CHECKS
-from dagster_project.raw_load import INGEST_CODE_VERSION, RAW_TABLES, RawLoadConfig, load_csv
+from dagster_project.raw_load import INGEST_CODE_VERSION, RAW_TABLES, RawLoadConfig
 from dagster_project.run_scope import publishes_after_dbt
-from dagster_project.warehouse import DUCKDB_POOL, WarehouseResource, column_schemas
+from dagster_project.warehouse import BUILD_SCHEMA, DUCKDB_POOL, Built, Warehouse
 
 RAW_ASSET_SPECS = [
     AssetSpec(
@@ -50,7 +50,7 @@ RAW_ASSET_SPECS = [
 def raw_tables(
     context: AssetExecutionContext,
     config: RawLoadConfig,
-    duckdb: WarehouseResource,
+    duckdb: Warehouse,
     data_source: DataSource,
 ):
     tables = [table for table in RAW_TABLES if AssetKey(table.name) in context.selected_asset_keys]
@@ -58,26 +58,26 @@ def raw_tables(
     run_id = context.op_execution_context.run_id
     steps.begin(context, duckdb)
     loaded = {}
-    with duckdb.get_connection() as conn:
+    with duckdb.session() as session:
         try:
             for table in tables:
                 path = data_source.local_path(table.file_name)
                 fingerprint = data_source.fingerprint(table.file_name)
-                rows = load_csv(conn, table, path, allow_empty=config.allow_empty)
-                publish.stage(conn, run_id, [publish.Built(table.name)])
+                rows = session.load_csv(table, path, allow_empty=config.allow_empty)
+                session.stage(run_id, [Built(table.name)])
                 context.log.info(f"Loaded {rows} rows from {path} into the build schema.")
                 loaded[table.name] = (rows, path, fingerprint)
-            results = [check.run(conn, config) for check in checks]
+            results = [check.run(session, config) for check in checks]
         except BaseException:
-            publish.discard(conn, run_id)
+            session.discard(run_id)
             raise
         failed = [result for result in results if not result.passed]
         if failed:
             # Nothing was recorded yet for this run's tables, so the catalog needs no repair.
-            publish.discard(conn, run_id)
+            session.discard(run_id)
         elif not publishes_after_dbt(context):
-            publish.publish(conn, run_id)
-        schemas = column_schemas(conn, list(loaded), schema=publish.BUILD_SCHEMA)
+            session.publish(run_id)
+        schemas = session.column_schemas(list(loaded), BUILD_SCHEMA)
 
     if failed:
         # The results are recorded (the asset's checks show red) but no materialization is:

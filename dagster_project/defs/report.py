@@ -18,7 +18,7 @@ from pydantic import Field
 
 from dagster_project.defs.transform import jaffle_shop_dbt_assets
 from dagster_project.settings import resolve_path
-from dagster_project.warehouse import DUCKDB_POOL, WarehouseResource
+from dagster_project.warehouse import DUCKDB_POOL, Warehouse
 
 CHART_FILE_NAME = "order_count_chart.html"
 
@@ -27,7 +27,7 @@ HISTOGRAM_SQL = """
 select
     coalesce(number_of_orders, 0) as number_of_orders,
     count(*) as customers
-from customers
+from {customers}
 group by 1
 order by 1
 """
@@ -131,12 +131,14 @@ def write_atomically(path: Path, text: str) -> None:
     description="Bar chart of customers by number of orders, written as an HTML page.",
 )
 def order_count_chart(
-    context: AssetExecutionContext, config: ChartConfig, duckdb: WarehouseResource, report: ChartOutput
+    context: AssetExecutionContext, config: ChartConfig, duckdb: Warehouse, report: ChartOutput
 ) -> MaterializeResult:
     # Another run must not be half-way through when the chart reads the published tables.
     duckdb.hold_for_run(context.op_execution_context.run_id, context.log.info)
-    with duckdb.get_connection(read_only=True) as conn:
-        histogram = conn.execute(HISTOGRAM_SQL).fetchall()
+    with duckdb.session(read_only=True) as session:
+        customers_table = session.table(session.published_schema, "customers")
+        _, rows = session.query(HISTOGRAM_SQL.format(customers=customers_table))
+    histogram = [(orders, count) for orders, count in rows]
     customers = sum(count for _, count in histogram)
 
     path = report.chart_path(config.output_dir)

@@ -11,17 +11,10 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext,
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 from packaging import version
 
-from dagster_project import publish, steps
+from dagster_project import steps
 from dagster_project.catalog import failure_summary
-from dagster_project.dbt_project import dbt_vars, jaffle_shop_project
-from dagster_project.warehouse import (
-    DUCKDB_POOL,
-    WarehouseResource,
-    column_schemas,
-    sql_identifier,
-    sql_string,
-    sql_string_list,
-)
+from dagster_project.dbt_project import jaffle_shop_project
+from dagster_project.warehouse import DUCKDB_POOL, Built, Warehouse
 
 
 class DbtCli(DbtCliResource):
@@ -63,7 +56,7 @@ def _failed_blocking_check(event: object) -> bool:
     )
 
 
-def _built(invocation: DbtCliInvocation, unique_ids: list[str]) -> list[publish.Built]:
+def _built(invocation: DbtCliInvocation, unique_ids: list[str]) -> list[Built]:
     """The models dbt built, each a table or a view with its compiled SELECT."""
     nodes = invocation.get_artifact("manifest.json")["nodes"]
     compiled = {
@@ -74,38 +67,12 @@ def _built(invocation: DbtCliInvocation, unique_ids: list[str]) -> list[publish.
     for unique_id in unique_ids:
         node = nodes[unique_id]
         is_view = node["config"]["materialized"] == "view"
-        built.append(publish.Built(node["alias"], compiled[unique_id] if is_view else None))
+        built.append(Built(node["alias"], compiled[unique_id] if is_view else None))
     return built
 
 
-def _table_metadata(conn, models: list[str]) -> dict[str, dict[str, Any]]:
-    schemas = column_schemas(conn, models, schema=publish.PUBLISHED_SCHEMA)
-    tables = [
-        name
-        for (name,) in conn.execute(
-            "select table_name from duckdb_tables() where database_name = current_database() "
-            f"and schema_name = {sql_string(publish.PUBLISHED_SCHEMA)} "
-            f"and list_contains({sql_string_list(models)}, table_name)"
-        ).fetchall()
-    ]
-    # Views are skipped: counting them would run their query again.
-    counts = {
-        name: conn.execute(
-            f"select count(*) from {publish.PUBLISHED_SCHEMA}.{sql_identifier(name)}"
-        ).fetchone()[0]
-        for name in tables
-    }
-    return {
-        name: {
-            **({"dagster/column_schema": schemas[name]} if name in schemas else {}),
-            **({"dagster/row_count": counts[name]} if name in counts else {}),
-        }
-        for name in models
-    }
-
-
 def build_and_publish(
-    context: AssetExecutionContext, invocation: DbtCliInvocation, duckdb: WarehouseResource
+    context: AssetExecutionContext, invocation: DbtCliInvocation, duckdb: Warehouse
 ) -> Iterator[Any]:
     """Stream dbt's events, then publish what dbt built if every test passed.
 
@@ -126,12 +93,12 @@ def build_and_publish(
     if not invocation.is_successful() or failed_checks:
         raise Failure(description=_failure_description(invocation, failed_checks))
     run_id = context.op_execution_context.run_id
-    with duckdb.get_connection() as conn:
+    with duckdb.session() as session:
         built = _built(invocation, [unique_id for unique_id, _ in held])
-        publish.stage(conn, run_id, built)
-        published = publish.publish(conn, run_id)
+        session.stage(run_id, built)
+        published = session.publish(run_id)
         context.log.info(f"Published {', '.join(published)}.")
-        metadata = _table_metadata(conn, [item.name for item in built])
+        metadata = session.table_metadata([item.name for item in built])
     for (_, event), item in zip(held, built, strict=True):
         yield event.with_metadata({**event.metadata, **metadata[item.name]})
 
@@ -150,7 +117,7 @@ def _failure_description(invocation: DbtCliInvocation, failed_checks: list[Asset
     dagster_dbt_translator=JaffleTranslator(),
     pool=DUCKDB_POOL,
 )
-def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
+def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, duckdb: Warehouse):
     # Opening the file first (in begin) turns a lock held by another program into our clear,
     # bounded error instead of dbt's, which arrives only after dbt has parsed and connected.
     steps.begin(context, duckdb)
@@ -158,12 +125,14 @@ def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, 
         # dagster-dbt gives every run its own target folder and never removes it (2 MB a run);
         # the events are streamed into Dagster, so nothing in it is needed after the step.
         with tempfile.TemporaryDirectory(prefix="dbt-target-") as target_path:
-            invocation = dbt.cli(
-                ["build", *dbt_vars(duckdb.database, duckdb.memory_limit)],
-                context=context,
-                target_path=Path(target_path),
-                raise_on_error=False,
-            )
+            # dbt starts inside cli(), copying os.environ then: the Spark URL is set for that moment.
+            with duckdb.dbt_environment():
+                invocation = dbt.cli(
+                    ["build", *duckdb.dbt_vars()],
+                    context=context,
+                    target_path=Path(target_path),
+                    raise_on_error=False,
+                )
             yield from build_and_publish(context, invocation, duckdb)
     except BaseException:
         # A failed test, a dbt error, Terminate in the UI: nothing this run wrote stays.
