@@ -47,7 +47,7 @@ def load_raw_tables(data_dir: Path, remote: str) -> None:
 
 # dbt-spark asks its session builder for Hive support on every connection; through Spark Connect
 # that is a request to change a static setting, which the server (already on Hive) refuses with
-# a warning, two lines per dbt node.
+# a warning, two lines per dbt node. The same filter as dagster_project/warehouse/spark.py's.
 HIVE_SUPPORT_WARNING = "ignore:Failed to set spark.sql.catalogImplementation:UserWarning"
 
 

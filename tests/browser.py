@@ -175,7 +175,8 @@ def dagster_dev(env: dict[str, str], log: Path, timeout: float = 240) -> Iterato
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "VIRTUAL_ENV": str(VENV_BIN.parent),
     }
-    command = [str(VENV_BIN / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)]
+    # What `make run` runs (Makefile).
+    command = [str(VENV_BIN / "dg"), "dev", "--no-check-yaml", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as output:
         # A session of its own, so the whole process tree can be stopped as one group.
         process = subprocess.Popen(

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 PUBLISHED_SCHEMA = "jaffle"
+# See SparkWarehouse.dbt_environment (bench/bare_spark.py, which imports nothing from here, has a copy).
+HIVE_SUPPORT_WARNING = "ignore:Failed to set spark.sql.catalogImplementation:UserWarning"
 _PENDING = "wap_pending"
 _VERSION = "__v"
 
@@ -301,13 +303,21 @@ class SparkWarehouse(Warehouse):
 
     @contextmanager
     def dbt_environment(self) -> Iterator[None]:
-        """dbt-spark's ``method: session`` connects to the server SPARK_REMOTE names."""
-        before = os.environ.get("SPARK_REMOTE")
-        os.environ["SPARK_REMOTE"] = self.url
+        """dbt-spark's ``method: session`` connects to the server SPARK_REMOTE names.
+
+        dbt-spark also asks its session builder for Hive support on every connection; through
+        Spark Connect that is a request to change a static setting, which the server refuses
+        with a warning, two lines per dbt node in the run's log. dbt is told to ignore it.
+        """
+        warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), HIVE_SUPPORT_WARNING]))
+        changes = {"SPARK_REMOTE": self.url, "PYTHONWARNINGS": warnings}
+        before = {name: os.environ.get(name) for name in changes}
+        os.environ.update(changes)
         try:
             yield
         finally:
-            if before is None:
-                os.environ.pop("SPARK_REMOTE", None)
-            else:
-                os.environ["SPARK_REMOTE"] = before
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
