@@ -106,4 +106,6 @@ def test_a_headless_run_killed_mid_way_is_failed_by_itself_and_the_ui_run_queued
     assert wait_for_run_to_end(server.dev, queued, RECOVERY_TIMEOUT) == "SUCCESS"
     assert run_status(server.dev, killed) == "FAILURE"
     messages = "\n".join(run_messages(server.dev, killed))
-    assert f"The run's process (PID {headless.pid}) is gone." in messages
+    # "is gone", "is gone: PID … now belongs to another process" (PIDs wrap at 32768 here, so a
+    # busy machine may reuse it before monitoring looks) or, if still unreaped, "has exited".
+    assert re.search(rf"The run's process \(PID {headless.pid}\) (is gone|has exited)", messages), messages
