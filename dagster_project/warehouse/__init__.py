@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dagster import ConfigurableResource, TableSchema
+from pydantic import Field, PrivateAttr
 
 # Every step that opens the warehouse is in this pool; deploy/dagster.yaml lets one run of it
 # through the queue at a time. The name is the tutorial's resource key, kept for both engines.
@@ -146,6 +147,15 @@ class Session(ABC):
 
 class Warehouse(ConfigurableResource):
     """The warehouse resource every asset asks for (under the key ``duckdb``, see above)."""
+
+    run_wait_timeout: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds a run waits for another run to finish with the warehouse before "
+        "failing. Runs launched from the UI queue instead; this covers headless runs.",
+    )
+
+    _lease: RunLease = PrivateAttr(default_factory=lambda: RunLease())
 
     def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> None:
         """Keep every other run out of the warehouse until this run ends (``RunLease``)."""

@@ -33,7 +33,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from dagster_project.csv_errors import RawFileError, describe_csv_error
-from dagster_project.warehouse import BUILD_SCHEMA, Built, RunLease, Session, Warehouse
+from dagster_project.warehouse import BUILD_SCHEMA, Built, Session, Warehouse
 
 PUBLISHED_SCHEMA = "main"
 _PENDING = f"{BUILD_SCHEMA}.wap_pending"
@@ -329,16 +329,8 @@ class DuckDBWarehouse(DuckDBResource, Warehouse):
         "failing the step. Once a step has given up, later steps of the run fail at once.",
     )
 
-    run_wait_timeout: float = Field(
-        default=3600.0,
-        ge=0,
-        description="Seconds a run waits for another run to finish with the warehouse before "
-        "failing. Runs launched from the UI queue instead; this covers headless runs.",
-    )
-
     # Once one step has given up on a held file, later steps fail at once instead of waiting again.
     _gave_up_on_lock: bool = PrivateAttr(default=False)
-    _lease: RunLease = PrivateAttr(default_factory=RunLease)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         self.release_run_lease()

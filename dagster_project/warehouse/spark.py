@@ -43,7 +43,7 @@ from dagster import InitResourceContext, TableColumn, TableSchema
 from pydantic import Field, PrivateAttr
 
 from dagster_project.csv_errors import RawFileError, locate_bad_record
-from dagster_project.warehouse import BUILD_SCHEMA, Built, RunLease, Session, Warehouse
+from dagster_project.warehouse import BUILD_SCHEMA, Built, Session, Warehouse
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -263,14 +263,6 @@ class SparkWarehouse(Warehouse):
         description="The run lease of this project's Spark warehouse: a file on this machine, "
         "held by the run that writes the build database."
     )
-    run_wait_timeout: float = Field(
-        default=3600.0,
-        ge=0,
-        description="Seconds a run waits for another run to finish with the warehouse before "
-        "failing. Runs launched from the UI queue instead; this covers headless runs.",
-    )
-
-    _lease: RunLease = PrivateAttr(default_factory=RunLease)
     _spark: Any = PrivateAttr(default=None)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
