@@ -1,30 +1,21 @@
 """Keeping Dagster's asset catalog in step with what is published, when a run fails late.
 
-Dagster records an asset's materialization when its step yields it, and the raw step must yield
-before the dbt step can start. So when a run loads raw files and then a dbt test fails, the raw
-assets already show a materialization of data that was never published. ``restore_catalog``
-records, in the same run, a materialization that restates the last published one (its metadata
-and data version), so the latest materialization of every asset is again the published data,
-and nothing downstream turns stale for data nobody can read.
+Dagster starts a step only once the outputs of the steps it depends on are yielded, and
+yielding an asset's output records its materialization. So in a run that loads raw files and
+rebuilds the models that read them, the raw step must record its materializations before the
+dbt step can start, although the dbt step publishes the raw tables (after the dbt tests). When
+the dbt step then fails, or the run dies, the raw assets show a materialization of data that
+was never published: ``restore_catalog`` records one that restates the last published one
+(its metadata and data version), so the latest materialization of every asset is again the
+published data. It is the one place the catalog is corrected; a raw step that publishes by
+itself, and the dbt step, record a materialization only once its data is published.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dagster import AssetCheckResult, AssetExecutionContext, AssetKey, AssetMaterialization
-
-
-def failure_summary(results: Iterable[AssetCheckResult], what: str) -> str:
-    """The run's failure message: which checks failed on which asset, and what was kept."""
-    lines = [
-        f"- {result.asset_key.to_user_string()}: {result.check_name}. {result.description or ''}".rstrip()
-        for result in results
-    ]
-    return (
-        f"{what} failed, so nothing was published: the tables users read and the chart are "
-        "unchanged.\n" + "\n".join(lines)
-    )
+from dagster import AssetExecutionContext, AssetKey, AssetMaterialization
 
 
 def restore_catalog(context: AssetExecutionContext, asset_names: Iterable[str], failed_run_id: str) -> None:

@@ -1,4 +1,4 @@
-"""The blocking checks on the raw tables, run on the build schema before anything is published.
+"""The blocking checks on the raw tables, run on a run's versions before anything is published.
 
 Each check is a query listing offending values with their row counts: it passes when the query
 finds nothing, and otherwise says how many rows failed and shows the first values, so the run
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from dagster import (
     AssetCheckKey,
@@ -23,10 +24,25 @@ from dagster import (
 )
 
 from dagster_project.raw_load import RAW_TABLES, RawLoadConfig, RawTable
-from dagster_project.warehouse import BUILD_SCHEMA, Session
+from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session
 
 # At most this many distinct offending values are fetched; the row count covers them all.
 _OFFENDERS_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The raw tables a run would publish, as the checks see them.
+
+    ``versions`` maps each raw table to the version the run would leave published: its own
+    where it loaded the file, the published one otherwise, so a check comparing two tables
+    always compares what users would read together. ``published`` is what is published now,
+    and ``sources`` the files this run loaded.
+    """
+
+    versions: dict[str, str]
+    published: dict[str, Entry]
+    sources: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -36,11 +52,17 @@ class RawCheck:
     table: str
     name: str
     description: str
-    run: Callable[[Session, RawLoadConfig], AssetCheckResult]
+    run: Callable[[Session, RawLoadConfig, Candidate], AssetCheckResult]
+    # The other raw table it compares with, if any.
+    other: str | None = None
 
     @property
     def key(self) -> AssetCheckKey:
         return AssetCheckKey(asset_key=_asset_key(self.table), name=self.name)
+
+    def reads(self, tables: set[str]) -> bool:
+        """Whether the check reads any of ``tables``."""
+        return self.table in tables or self.other in tables
 
     @property
     def spec(self) -> AssetCheckSpec:
@@ -51,8 +73,8 @@ def _asset_key(table: str) -> AssetKey:
     return AssetKey(table)
 
 
-def _build(session: Session, table: str) -> str:
-    return session.table(BUILD_SCHEMA, table)
+def _build(session: Session, candidate: Candidate, table: str) -> str:
+    return session.build(candidate.versions[table])
 
 
 def _markdown_rows(columns: list[str], rows: list[tuple]) -> str:
@@ -96,11 +118,11 @@ def _id_check(table: RawTable) -> RawCheck:
         table.name,
         name,
         "Every id is present and appears once.",
-        lambda session, _: offenders_check(
+        lambda session, _, candidate: offenders_check(
             session,
             table.name,
             name,
-            f"select id, count(*) as rows from {_build(session, table.name)} group by id "
+            f"select id, count(*) as rows from {_build(session, candidate, table.name)} group by id "
             "having id is null or count(*) > 1",
             "have a missing or repeated id",
         ),
@@ -114,11 +136,12 @@ def _accepted_values_check(table: RawTable) -> RawCheck:
         table.name,
         name,
         f"Every {column} is one of: {', '.join(values)}.",
-        lambda session, _: offenders_check(
+        lambda session, _, candidate: offenders_check(
             session,
             table.name,
             name,
-            f"select {session.identifier(column)}, count(*) as rows from {_build(session, table.name)} "
+            f"select {session.identifier(column)}, count(*) as rows "
+            f"from {_build(session, candidate, table.name)} "
             f"where {session.identifier(column)} is null "
             f"or {session.identifier(column)} not in {session.string_tuple(list(values))} group by 1",
             f"have a {column} outside the accepted values ({', '.join(values)})",
@@ -126,9 +149,21 @@ def _accepted_values_check(table: RawTable) -> RawCheck:
     )
 
 
-def _missing_table(session: Session, table: str, check_name: str, other: str):
+def missing_table_result(table: str, check_name: str) -> AssetCheckResult:
+    """The failed result of a check on a table that was never loaded."""
+    return AssetCheckResult(
+        asset_key=_asset_key(table),
+        check_name=check_name,
+        passed=False,
+        severity=AssetCheckSeverity.ERROR,
+        description=f"{table} has never been loaded, so {check_name} cannot run. "
+        f"Materialize {table} (or Materialize all).",
+    )
+
+
+def _missing_table(candidate: Candidate, table: str, check_name: str, other: str):
     """A failed result when ``other``, which the check compares with, was never loaded; else None."""
-    if session.table_exists(BUILD_SCHEMA, other):
+    if other in candidate.versions:
         return None
     return AssetCheckResult(
         asset_key=_asset_key(table),
@@ -146,18 +181,19 @@ def _reference_check(table: str, column: str, parent: str, parent_column: str) -
         table,
         name,
         f"Every {column} in {table} is an {parent_column} in {parent}.",
-        lambda session, _: (
-            _missing_table(session, table, name, parent)
+        lambda session, _, candidate: (
+            _missing_table(candidate, table, name, parent)
             or offenders_check(
                 session,
                 table,
                 name,
-                f"select child.{column}, count(*) as rows from {_build(session, table)} as child "
-                f"anti join {_build(session, parent)} as parent on child.{column} = parent.{parent_column} "
-                "group by 1",
+                f"select child.{column}, count(*) as rows from {_build(session, candidate, table)} as child "
+                f"anti join {_build(session, candidate, parent)} as parent "
+                f"on child.{column} = parent.{parent_column} group by 1",
                 f"have a {column} that is not an {parent_column} in {parent}",
             )
         ),
+        other=parent,
     )
 
 
@@ -167,18 +203,19 @@ def _every_order_is_paid() -> RawCheck:
         "raw_orders",
         name,
         "Every order has at least one payment in raw_payments.",
-        lambda session, _: (
-            _missing_table(session, "raw_orders", name, "raw_payments")
+        lambda session, _, candidate: (
+            _missing_table(candidate, "raw_orders", name, "raw_payments")
             or offenders_check(
                 session,
                 "raw_orders",
                 name,
-                f"select orders.id, count(*) as rows from {_build(session, 'raw_orders')} as orders "
-                f"anti join {_build(session, 'raw_payments')} as payments on payments.order_id = orders.id "
-                "group by 1",
+                f"select orders.id, count(*) as rows from {_build(session, candidate, 'raw_orders')} as orders "
+                f"anti join {_build(session, candidate, 'raw_payments')} as payments "
+                "on payments.order_id = orders.id group by 1",
                 "have no payment in raw_payments",
             )
         ),
+        other="raw_payments",
     )
 
 
@@ -188,11 +225,11 @@ def _amount_check() -> RawCheck:
         "raw_payments",
         name,
         "Every payment has an amount of zero cents or more.",
-        lambda session, _: offenders_check(
+        lambda session, _, candidate: offenders_check(
             session,
             "raw_payments",
             name,
-            f"select amount, count(*) as rows from {_build(session, 'raw_payments')} "
+            f"select amount, count(*) as rows from {_build(session, candidate, 'raw_payments')} "
             "where amount is null or amount < 0 group by 1",
             "have a missing or negative amount",
         ),
@@ -203,16 +240,30 @@ def _shrink_check(table: RawTable) -> RawCheck:
     return RawCheck(
         table.name,
         "row_count_did_not_shrink",
-        "The load keeps at least half the published rows (run config max_shrink), unless the "
-        "run config sets allow_shrink.",
-        lambda session, config: shrink_result(session, table.name, config),
+        "The load keeps at least half the rows last published from the same folder (run config "
+        "max_shrink), unless the run config sets allow_shrink.",
+        lambda session, config, candidate: shrink_result(session, table.name, config, candidate),
     )
 
 
-def shrink_result(session: Session, table: str, config: RawLoadConfig) -> AssetCheckResult:
-    new_rows = session.count(BUILD_SCHEMA, table)
-    published = session.published_schema
-    old_rows = session.count(published, table) if session.table_exists(published, table) else 0
+def _same_folder(published: Entry | None, source: str | None) -> bool:
+    """Whether the published table came from a file in the folder this run read ``source`` from.
+
+    A file from another folder (generated data, then the sample again) is another data set,
+    not a truncated export, so its size is not compared.
+    """
+    if published is None or published.source is None or source is None:
+        return False
+    return Path(published.source).parent == Path(source).parent
+
+
+def shrink_result(
+    session: Session, table: str, config: RawLoadConfig, candidate: Candidate
+) -> AssetCheckResult:
+    new_rows = session.count(BUILD_SCHEMA, candidate.versions[table])
+    published = candidate.published.get(table)
+    compared = _same_folder(published, candidate.sources.get(table))
+    old_rows = session.count(BUILD_SCHEMA, published.version) if compared else 0
     lost = old_rows - new_rows
     share = lost / old_rows if old_rows else 0.0
     shrank_too_much = share > config.max_shrink
@@ -236,7 +287,12 @@ def shrink_result(session: Session, table: str, config: RawLoadConfig) -> AssetC
         passed=passed,
         severity=AssetCheckSeverity.ERROR,
         description=description,
-        metadata={"published_rows": old_rows, "loaded_rows": new_rows, "lost_share": round(share, 4)},
+        metadata={
+            "published_rows": old_rows,
+            "loaded_rows": new_rows,
+            "lost_share": round(share, 4),
+            "compared_with_last_publish": compared,
+        },
     )
 
 

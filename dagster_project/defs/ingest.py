@@ -1,11 +1,17 @@
 """The raw assets: ``raw_customers``, ``raw_orders`` and ``raw_payments``, loaded and audited in one step.
 
-One step loads every selected file into the build schema, then runs every blocking check on the
-result, the checks that compare two tables included. Only when all of them pass is anything
-published, and only then is a materialization recorded: a check that fails leaves the published
-tables, and the catalog, as the last good run left them. When the run goes on to dbt, the raw
-tables wait in the build schema and are published together with the models, after the dbt tests.
+One step loads every selected file into a version of its own (``raw_orders__<run id>``), then
+runs every blocking check that reads a loaded table, the checks that compare two tables
+included, whether or not they were selected: each compares the versions users would read
+together after this run. Only when all of them pass is anything published, and only what is
+published is recorded as a materialization. When a dbt model of the same run reads the loaded
+tables, they stay pending and the dbt step publishes them together with the models, after the
+dbt tests (``dagster_project/warehouse/publish.py``); Dagster needs this step's outputs before
+it starts the dbt step, so those are recorded here, and ``dagster_project/catalog.py`` restates
+the last publish if the run fails later.
 """
+
+from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -18,13 +24,14 @@ from dagster import (
     multi_asset,
 )
 
-from dagster_project import steps
-from dagster_project.catalog import failure_summary
 from dagster_project.data_source import DataSource
-from dagster_project.raw_checks import RAW_CHECKS
+from dagster_project.raw_checks import RAW_CHECKS, Candidate, RawCheck, missing_table_result
 from dagster_project.raw_load import INGEST_CODE_VERSION, RAW_TABLES, RawLoadConfig
-from dagster_project.run_scope import publishes_after_dbt
-from dagster_project.warehouse import BUILD_SCHEMA, DUCKDB_POOL, Built, Warehouse
+from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, Warehouse, version_name
+from dagster_project.warehouse import publish as wap
+
+RAW_NAMES = tuple(table.name for table in RAW_TABLES)
+RAW_KEYS = {AssetKey(name) for name in RAW_NAMES}
 
 RAW_ASSET_SPECS = [
     AssetSpec(
@@ -33,11 +40,57 @@ RAW_ASSET_SPECS = [
         kinds={"python", "duckdb"},
         code_version=INGEST_CODE_VERSION,
         description=f"{table.file_name} from the data source, loaded into DuckDB as {table.name}.",
-        # Not yielded when a check fails: nothing was published, so nothing is recorded.
+        # Not yielded unless this step publishes the table: a materialization is recorded only
+        # for data users can read.
         skippable=True,
     )
     for table in RAW_TABLES
 ]
+
+
+def raw_entry(name: str, version: str, path: Path, fingerprint: str) -> Entry:
+    # The table follows from the file and the loader, so a new loader makes the models
+    # downstream stale even when the file is unchanged.
+    return Entry(version, "table", {name: f"{INGEST_CODE_VERSION}:{fingerprint}"}, source=str(path))
+
+
+def raw_metadata(name: str, entry: Entry, table_metadata: dict) -> dict:
+    """What a raw asset's materialization records: its rows, columns and file."""
+    return {
+        **table_metadata,
+        "source_file": MetadataValue.path(entry.source or ""),
+        "source_sha256": entry.inputs[name].split(":", 1)[1],
+    }
+
+
+def raw_data_version(name: str, entry: Entry) -> DataVersion:
+    return DataVersion(entry.inputs[name])
+
+
+# Dagster starts the dbt step only once this step has yielded its outputs, which records them
+# (dagster_project/catalog.py says how a failure later in the run is put right).
+PENDING = (
+    "Loaded and passed every raw check; published together with the dbt models of this run "
+    "that read it, after the dbt tests."
+)
+
+
+def _version_metadata(session: Session, entries: dict[str, Entry]) -> dict:
+    """Row count and columns of each loaded version, read where it is, published or not."""
+    schemas = session.column_schemas([entry.version for entry in entries.values()], BUILD_SCHEMA)
+    return {
+        name: {
+            "dagster/row_count": session.count(BUILD_SCHEMA, entry.version),
+            "dagster/column_schema": schemas[entry.version],
+        }
+        for name, entry in entries.items()
+    }
+
+
+def _run_check(check: RawCheck, session: Session, config: RawLoadConfig, candidate: Candidate):
+    if check.table not in candidate.versions:
+        return missing_table_result(check.table, check.name)
+    return check.run(session, config, candidate)
 
 
 @multi_asset(
@@ -45,7 +98,6 @@ RAW_ASSET_SPECS = [
     specs=RAW_ASSET_SPECS,
     check_specs=[check.spec for check in RAW_CHECKS],
     can_subset=True,
-    pool=DUCKDB_POOL,
 )
 def raw_tables(
     context: AssetExecutionContext,
@@ -54,50 +106,79 @@ def raw_tables(
     data_source: DataSource,
 ):
     tables = [table for table in RAW_TABLES if AssetKey(table.name) in context.selected_asset_keys]
-    checks = [check for check in RAW_CHECKS if check.key in context.selected_asset_check_keys]
     run_id = context.op_execution_context.run_id
-    steps.begin(context, duckdb)
-    loaded = {}
+    loaded_keys = {AssetKey(table.name) for table in tables}
+    wap.refuse_unordered_selection(context, RAW_KEYS)
+    # A dbt model of this run reads what this step loads: the dbt step publishes it all.
+    publish_later = bool(
+        wap.readers_in_run(
+            context.job_def.asset_layer.asset_graph,
+            set(context.job_def.asset_layer.selected_asset_keys),
+            loaded_keys,
+        )
+    )
+
+    wap.begin(context, duckdb)
     with duckdb.session() as session:
+        state = session.read_state()
+        entries: dict[str, Entry] = {}
         try:
             for table in tables:
                 path = data_source.local_path(table.file_name)
                 fingerprint = data_source.fingerprint(table.file_name)
-                rows = session.load_csv(table, path, allow_empty=config.allow_empty)
-                session.stage(run_id, [Built(table.name)])
-                context.log.info(f"Loaded {rows} rows from {path} into the build schema.")
-                loaded[table.name] = (rows, path, fingerprint)
-            results = [check.run(session, config) for check in checks]
+                version = version_name(table.name, run_id)
+                rows = session.load_csv(table, path, allow_empty=config.allow_empty, into=version)
+                context.log.info(f"Loaded {rows} rows from {path} into {version}.")
+                entries[table.name] = raw_entry(table.name, version, path, fingerprint)
+            candidate = Candidate(
+                versions={
+                    **{name: entry.version for name, entry in state.published.items() if name in RAW_NAMES},
+                    **{name: entry.version for name, entry in entries.items()},
+                },
+                published=state.published,
+                sources={name: entry.source for name, entry in entries.items() if entry.source},
+            )
+            guarding = [
+                check
+                for check in RAW_CHECKS
+                if check.key in context.selected_asset_check_keys or check.reads(set(entries))
+            ]
+            results = {check.key: _run_check(check, session, config, candidate) for check in guarding}
+            failed = [result for result in results.values() if not result.passed]
+            if failed:
+                wap.discard(session, run_id)
+            elif publish_later:
+                session.stage(run_id, entries)
+            else:
+                wap.publish(session, run_id, entries)
+        except wap.PublishRefusedError as refused:
+            wap.discard(session, run_id)
+            raise Failure(description=str(refused)) from None
         except BaseException:
-            session.discard(run_id)
+            wap.discard(session, run_id)
             raise
-        failed = [result for result in results if not result.passed]
-        if failed:
-            # Nothing was recorded yet for this run's tables, so the catalog needs no repair.
-            session.discard(run_id)
-        elif not publishes_after_dbt(context):
-            session.publish(run_id)
-        schemas = session.column_schemas(list(loaded), BUILD_SCHEMA)
+        metadata = {} if failed else _version_metadata(session, entries)
 
+    selected = [result for key, result in results.items() if key in context.selected_asset_check_keys]
     if failed:
-        # The results are recorded (the asset's checks show red) but no materialization is:
-        # the published table did not change.
-        yield from results
-        raise Failure(description=failure_summary(failed, "A blocking check on the raw data"))
-    for name, (rows, path, fingerprint) in loaded.items():
+        # The selected checks' results are recorded (they show red) but no materialization is:
+        # the published tables did not change.
+        yield from selected
+        raise Failure(description=wap.failure_summary(failed, "A blocking check on the raw data"))
+    if publish_later:
+        context.log.info(
+            f"{', '.join(entries)} passed every check; the dbt step of this run publishes "
+            "them together with the models that read them."
+        )
+    for name, entry in entries.items():
         yield MaterializeResult(
             asset_key=name,
-            # The table follows from the file and the loader, so a new loader makes the models
-            # downstream stale even when the file is unchanged.
-            data_version=DataVersion(f"{INGEST_CODE_VERSION}:{fingerprint}"),
+            data_version=raw_data_version(name, entry),
             metadata={
-                "dagster/row_count": rows,
-                "dagster/column_schema": schemas[name],
-                "source_file": MetadataValue.path(str(path)),
-                "source_sha256": fingerprint,
+                **raw_metadata(name, entry, metadata[name]),
+                "published": MetadataValue.text(PENDING if publish_later else "yes"),
             },
-            check_results=[result for result in results if result.asset_key == AssetKey(name)],
+            check_results=[result for result in selected if result.asset_key == AssetKey(name)],
         )
-    # Checks selected without their table (a re-run of one check) report on the build schema,
-    # which matches what is published.
-    yield from (result for result in results if result.asset_key.path[0] not in loaded)
+    # Checks selected without their table (a re-run of one check) report on the published data.
+    yield from (result for result in selected if result.asset_key.path[0] not in entries)

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from dagster_project.defs.transform import jaffle_shop_dbt_assets
 from dagster_project.settings import resolve_path
-from dagster_project.warehouse import DUCKDB_POOL, Warehouse
+from dagster_project.warehouse import Warehouse
 
 CHART_FILE_NAME = "order_count_chart.html"
 
@@ -127,7 +127,6 @@ def write_atomically(path: Path, text: str) -> None:
     group_name="report",
     kinds={"python", "plotly"},
     code_version="1",
-    pool=DUCKDB_POOL,
     description="Bar chart of customers by number of orders, written as an HTML page.",
 )
 def order_count_chart(

@@ -13,7 +13,7 @@ from dagster_project.data_source import LocalDataSource
 from dagster_project.dbt_project import build_project
 from dagster_project.defs.report import ChartOutput
 from dagster_project.defs.transform import DbtCli
-from dagster_project.settings import DBT_EXECUTABLE, SPARK_TOKEN_VARIABLE, Settings
+from dagster_project.settings import DBT_EXECUTABLE, REPO_ROOT, SPARK_TOKEN_VARIABLE, Settings
 from dagster_project.warehouse import Warehouse
 from dagster_project.warehouse.duckdb import DuckDBWarehouse
 
@@ -42,6 +42,9 @@ def warehouse(settings: Settings) -> Warehouse:
         return DuckDBWarehouse(
             database=settings.from_variable("JAFFLE_PROD_DATABASE", settings.duckdb_database),
             memory_limit=settings.duckdb_memory_limit,
+            # Not a local file, so the lease needs a place of its own: runs launched from this
+            # checkout share it (runs from elsewhere are not kept apart, docs/scaling-out.md).
+            lease_file=str(REPO_ROOT / "data" / "motherduck.run-lease"),
         )
     # dev and test: a local file. The path is passed resolved, not as EnvVar, because dbt runs
     # in jaffle_shop/ and a relative DUCKDB_DATABASE would name a different file there.

@@ -3,18 +3,26 @@
 import importlib.metadata
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, Failure, Output
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    Failure,
+    Output,
+)
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 from packaging import version
 
-from dagster_project import steps
-from dagster_project.catalog import failure_summary
+from dagster_project.catalog import restore_catalog
 from dagster_project.dbt_project import jaffle_shop_project
-from dagster_project.warehouse import DUCKDB_POOL, Built, Warehouse
+from dagster_project.defs.ingest import RAW_KEYS
+from dagster_project.warehouse import Entry, Session, Warehouse, version_name
+from dagster_project.warehouse import publish as wap
 
 
 class DbtCli(DbtCliResource):
@@ -56,23 +64,73 @@ def _failed_blocking_check(event: object) -> bool:
     )
 
 
-def _built(invocation: DbtCliInvocation, unique_ids: list[str]) -> list[Built]:
-    """The models dbt built, each a table or a view with its compiled SELECT."""
-    nodes = invocation.get_artifact("manifest.json")["nodes"]
+@dataclass(frozen=True)
+class BuiltModel:
+    """A model dbt built in the workspace: a table, or a view with its compiled SELECT."""
+
+    name: str
+    view_sql: str | None
+    # The names in the build schema it reads (its sources and the models it refs).
+    parents: tuple[str, ...]
+    # The raw tables upstream of it, however far.
+    raw_ancestors: tuple[str, ...]
+
+
+def _built(invocation: DbtCliInvocation, unique_ids: list[str]) -> list[BuiltModel]:
+    manifest = invocation.get_artifact("manifest.json")
+    nodes, sources = manifest["nodes"], manifest["sources"]
     compiled = {
         result["unique_id"]: result.get("compiled_code")
         for result in invocation.get_artifact("run_results.json")["results"]
     }
+
+    def relation_name(unique_id: str) -> str:
+        return sources[unique_id]["name"] if unique_id in sources else nodes[unique_id]["alias"]
+
+    def raw_ancestors(unique_id: str) -> set[str]:
+        if unique_id in sources:
+            return {sources[unique_id]["name"]}
+        return set().union(*(raw_ancestors(parent) for parent in nodes[unique_id]["depends_on"]["nodes"]))
+
     built = []
     for unique_id in unique_ids:
         node = nodes[unique_id]
         is_view = node["config"]["materialized"] == "view"
-        built.append(Built(node["alias"], compiled[unique_id] if is_view else None))
+        built.append(
+            BuiltModel(
+                name=node["alias"],
+                view_sql=compiled[unique_id] if is_view else None,
+                parents=tuple(relation_name(parent) for parent in node["depends_on"]["nodes"]),
+                raw_ancestors=tuple(sorted(raw_ancestors(unique_id))),
+            )
+        )
     return built
 
 
+def _freeze(
+    session: Session, run_id: str, built: list[BuiltModel], pointers: dict[str, str]
+) -> dict[str, Entry]:
+    """Keep what dbt built as this run's versions, and say what each was built from."""
+    state = session.read_state()
+    read = {**state.published, **state.pending.get(run_id, {})}
+    versions = {**pointers, **{model.name: version_name(model.name, run_id) for model in built}}
+    entries = {}
+    # Tables first: a view of this run may read a table of this run under its new name.
+    for model in sorted(built, key=lambda model: model.view_sql is not None):
+        session.freeze(model.name, versions[model.name], model.view_sql, versions)
+        inputs = {raw: read[raw].inputs[raw] for raw in model.raw_ancestors if raw in read}
+        entries[model.name] = Entry(
+            versions[model.name],
+            "view" if model.view_sql is not None else "table",
+            inputs,
+            # A view reads its parents' versions as they were when it was built.
+            reads=[versions[parent] for parent in model.parents if model.view_sql and parent in versions],
+        )
+    return entries
+
+
 def build_and_publish(
-    context: AssetExecutionContext, invocation: DbtCliInvocation, duckdb: Warehouse
+    context: AssetExecutionContext, invocation: DbtCliInvocation, duckdb: Warehouse, pointers: dict[str, str]
 ) -> Iterator[Any]:
     """Stream dbt's events, then publish what dbt built if every test passed.
 
@@ -94,18 +152,23 @@ def build_and_publish(
         raise Failure(description=_failure_description(invocation, failed_checks))
     run_id = context.op_execution_context.run_id
     with duckdb.session() as session:
+        raw_pending = session.read_state().pending.get(run_id, {})
         built = _built(invocation, [unique_id for unique_id, _ in held])
-        session.stage(run_id, built)
-        published = session.publish(run_id)
-        context.log.info(f"Published {', '.join(published)}.")
-        metadata = session.table_metadata([item.name for item in built])
-    for (_, event), item in zip(held, built, strict=True):
-        yield event.with_metadata({**event.metadata, **metadata[item.name]})
+        entries = _freeze(session, run_id, built, pointers)
+        try:
+            wap.publish(session, run_id, entries)
+        except wap.PublishRefusedError as refused:
+            raise Failure(description=str(refused)) from None
+        published = {**raw_pending, **entries}
+        context.log.info(f"Published {', '.join(sorted(published))}.")
+        metadata = session.table_metadata(entries)
+    for (_, event), model in zip(held, built, strict=True):
+        yield event.with_metadata({**event.metadata, **metadata[model.name]})
 
 
 def _failure_description(invocation: DbtCliInvocation, failed_checks: list[AssetCheckResult]) -> str:
     if failed_checks:
-        return failure_summary(failed_checks, "A dbt test")
+        return wap.failure_summary(failed_checks, "A dbt test")
     error = invocation.get_error()
     reason = str(error).strip() if error else "dbt build failed."
     return f"dbt build failed, so nothing was published: the tables users read are unchanged. {reason}"
@@ -115,13 +178,16 @@ def _failure_description(invocation: DbtCliInvocation, failed_checks: list[Asset
     manifest=jaffle_shop_project().manifest_path,
     project=jaffle_shop_project(),
     dagster_dbt_translator=JaffleTranslator(),
-    pool=DUCKDB_POOL,
 )
 def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, duckdb: Warehouse):
-    # Opening the file first (in begin) turns a lock held by another program into our clear,
-    # bounded error instead of dbt's, which arrives only after dbt has parsed and connected.
-    steps.begin(context, duckdb)
+    run_id = context.op_execution_context.run_id
+    wap.refuse_unordered_selection(context, RAW_KEYS)
+    # Taking the lease and opening the file first turns a lock held by another program into our
+    # clear, bounded error instead of dbt's, which arrives only after dbt has parsed and connected.
+    wap.begin(context, duckdb)
     try:
+        with duckdb.session() as session:
+            pointers = wap.reset_workspace(session, run_id)
         # dagster-dbt gives every run its own target folder and never removes it (2 MB a run);
         # the events are streamed into Dagster, so nothing in it is needed after the step.
         with tempfile.TemporaryDirectory(prefix="dbt-target-") as target_path:
@@ -133,8 +199,13 @@ def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, 
                     target_path=Path(target_path),
                     raise_on_error=False,
                 )
-            yield from build_and_publish(context, invocation, duckdb)
+            yield from build_and_publish(context, invocation, duckdb, pointers)
     except BaseException:
-        # A failed test, a dbt error, Terminate in the UI: nothing this run wrote stays.
-        steps.abandon(context, duckdb)
+        # A failed test, a dbt error, Terminate in the UI: nothing this run built stays, the
+        # workspace reads the published data again, and the catalog shows it.
+        with duckdb.session() as session:
+            pending = list(session.read_state().pending.get(run_id, {}))
+            wap.discard(session, run_id)
+            wap.reset_workspace(session, None)
+        restore_catalog(context, pending, failed_run_id=run_id)
         raise

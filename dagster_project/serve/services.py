@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-import yaml
 
 from dagster_project.serve.local_postgres import (
     LocalCluster,
@@ -33,7 +32,6 @@ from dagster_project.serve.local_postgres import (
     ensure_database,
 )
 from dagster_project.settings import PRODUCTION_DIR, REPO_ROOT, ServeSettings
-from dagster_project.warehouse import DUCKDB_POOL
 
 VENV_BIN = Path(sys.executable).parent
 LOCATION_NAME = "jaffle_dagster"
@@ -250,28 +248,7 @@ class Deployment:
     def start_all(self) -> None:
         self.prepare()
         for name in self.services:
-            if name == "code-server":
-                self.record_pool_limit()
             self.start(name)
-
-    def record_pool_limit(self) -> None:
-        """Write the `duckdb` pool's limit into a new instance, before the daemon's first pass.
-
-        Dagster 1.13's queue learns a pool's default limit in its first pass over a run of the
-        pool, after deciding about that run: in a fresh instance, the first runs queued together
-        would all start at once. Written once per instance, so a limit set later in the UI's
-        Pools page stays.
-        """
-        marker = self.dagster_home / "pool-limit-recorded"
-        if marker.exists():
-            return
-        config = yaml.safe_load((self.dagster_home / "dagster.yaml").read_text())
-        limit = config["concurrency"]["pools"]["default_limit"]
-        command = [str(VENV_BIN / "dagster"), "instance", "concurrency", "set", DUCKDB_POOL, str(limit)]
-        completed = subprocess.run(command, env=self.env, cwd=REPO_ROOT, capture_output=True, text=True)
-        if completed.returncode != 0:
-            raise ServiceError(f"Could not set the {DUCKDB_POOL} pool's limit:\n{completed.stderr[-2000:]}")
-        marker.touch()
 
     def exited(self) -> tuple[str, int] | None:
         """A service that has stopped by itself, and its exit code."""

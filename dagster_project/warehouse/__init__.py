@@ -1,20 +1,20 @@
 """The warehouse role: what the assets ask of the engine that holds the tables.
 
 Two engines play it: DuckDB (``duckdb.py``, the default, a file on this machine or MotherDuck)
-and Apache Spark through Spark Connect (``spark.py``, ``JAFFLE_ENV=spark``). The assets, the
-raw checks and the publish steps are written once against ``Warehouse`` and ``Session`` below;
-``dagster_project/defs/resources.py`` picks the engine from the settings, once.
+and Apache Spark through Spark Connect (``spark.py``, ``JAFFLE_ENV=spark``). The assets and the
+raw checks are written once against ``Warehouse`` and ``Session`` below, and the
+write-audit-publish lifecycle once in ``publish.py``; ``dagster_project/defs/resources.py``
+picks the engine from the settings, once.
 
 The resource key is ``duckdb`` for both engines. The default environment keeps the shape of
 Dagster's tutorial (``duckdb: DuckDBResource``, our subclass ``DuckDBWarehouse``), and Dagster
 binds a resource to an asset by its parameter's name, so the parameter, and therefore the key,
-keeps that name when Spark plays the role. The ``duckdb`` concurrency pool is named the same
-way: it stands for "the warehouse", whichever engine that is.
+keeps that name when Spark plays the role.
 
-Write-audit-publish (docs/reliability.md): every run writes into the build schema
-(``BUILD_SCHEMA``), which nobody reads; ``Session.publish`` makes what the run built visible
-in the published schema only after every blocking check and dbt test has passed, and
-``Session.discard`` puts the build schema back as the published schema has it.
+Write-audit-publish (docs/reliability.md): every object a run builds is a *version* of its own
+in the build schema (``BUILD_SCHEMA``), named after the run (``customers__<run id>``), which
+nobody reads. Each name users read in the published schema is a view over one version, and
+publishing re-points those views: a metadata change whatever the tables' size.
 """
 
 from __future__ import annotations
@@ -22,24 +22,40 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from dagster import ConfigurableResource, TableSchema
 from pydantic import Field, PrivateAttr
 
-# Every step that opens the warehouse is in this pool; deploy/dagster.yaml lets one run of it
-# through the queue at a time. The name is the tutorial's resource key, kept for both engines.
-DUCKDB_POOL = "duckdb"
-
 BUILD_SCHEMA = "jaffle_build"
 
 LEASE_TAKEN = "This run now holds the warehouse"
+
+# ``customers__0f8e…``: a version's name is its object's name and the run id without dashes.
+_VERSION = re.compile(r"^(?P<name>.+)__(?P<run>[0-9a-f]{32})$")
+
+
+def version_name(name: str, run_id: str) -> str:
+    """The name of the version of ``name`` that run ``run_id`` builds."""
+    return f"{name}__{run_id.replace('-', '')}"
+
+
+def parse_version(version: str) -> tuple[str, str] | None:
+    """(object name, run id as written in the name) of a version, or None for any other name."""
+    match = _VERSION.match(version)
+    return (match["name"], match["run"]) if match else None
+
+
+def run_key(run_id: str) -> str:
+    """A run id as version names write it."""
+    return run_id.replace("-", "")
 
 
 class RunLeaseTimeoutError(RuntimeError):
@@ -47,19 +63,41 @@ class RunLeaseTimeoutError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Built:
-    """An object a run wrote into the build schema: a table, or a view with its SELECT."""
+class Entry:
+    """One version of an object, as the warehouse's state records it.
 
-    name: str
-    view_sql: str | None = None
+    ``inputs`` are the fingerprints of the raw files the version was built from, one per raw
+    table upstream of it (a raw table's own file for a raw table): two published objects agree
+    when they name the same fingerprint for every raw table both read.
+    """
 
-    @property
-    def is_view(self) -> bool:
-        return self.view_sql is not None
+    version: str
+    kind: str  # "table" or "view"
+    inputs: dict[str, str] = field(default_factory=dict)
+    # The versions a view version reads: kept as long as it is published.
+    reads: list[str] = field(default_factory=list)
+    # A raw table's file, for the catalog and for the shrink guard (which compares a file only
+    # with the last one published from the same folder).
+    source: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Entry:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class State:
+    """What is published (name -> version) and what runs built and have not yet published."""
+
+    published: dict[str, Entry]
+    pending: dict[str, dict[str, Entry]]  # run id -> name -> version
 
 
 class Session(ABC):
-    """One connection to the warehouse, with the SQL dialect and the publish steps of its engine."""
+    """One connection to the warehouse, with the SQL dialect and the primitives of its engine."""
 
     # Where users, notebooks and the chart read: DuckDB's ``main``, Spark's ``jaffle``.
     published_schema: str
@@ -76,6 +114,10 @@ class Session(ABC):
 
     def table(self, schema: str, name: str) -> str:
         return f"{self.identifier(schema)}.{self.identifier(name)}"
+
+    def build(self, name: str) -> str:
+        """An object of the build schema, quoted."""
+        return self.table(BUILD_SCHEMA, name)
 
     def string_tuple(self, values: list[str]) -> str:
         """``('a', 'b')``: the right side of ``in``, the same on every engine."""
@@ -95,54 +137,76 @@ class Session(ABC):
     def column_schemas(self, names: list[str], schema: str) -> dict[str, TableSchema]:
         """The columns and types of each of ``names`` (tables or views) in ``schema`` that exists."""
 
-    @abstractmethod
-    def published_tables(self, names: list[str]) -> list[str]:
-        """Which of ``names`` are published as data (not as a query re-run on each read)."""
-
     def count(self, schema: str, name: str) -> int:
         (row,) = self.query(f"select count(*) from {self.table(schema, name)}")[1]
         return row[0]
 
-    def table_metadata(self, names: list[str]) -> dict[str, dict[str, Any]]:
+    def table_metadata(self, entries: dict[str, Entry]) -> dict[str, dict[str, Any]]:
         """Row count and column schema of each published object, as the catalog records them."""
-        schemas = self.column_schemas(names, self.published_schema)
-        # Views are skipped: counting them would run their query again.
-        counts = {name: self.count(self.published_schema, name) for name in self.published_tables(names)}
+        schemas = self.column_schemas(list(entries), self.published_schema)
         return {
             name: {
                 **({"dagster/column_schema": schemas[name]} if name in schemas else {}),
-                **({"dagster/row_count": counts[name]} if name in counts else {}),
+                # Views are not counted: counting them would run their query again.
+                **(
+                    {"dagster/row_count": self.count(BUILD_SCHEMA, entry.version)}
+                    if entry.kind == "table"
+                    else {}
+                ),
             }
-            for name in names
+            for name, entry in entries.items()
         }
 
     # Loading.
 
     @abstractmethod
-    def load_csv(self, table: Any, path: Path, allow_empty: bool) -> int:
-        """Replace ``table`` (a ``raw_load.RawTable``) in the build schema from ``path``; return its rows."""
+    def load_csv(self, table: Any, path: Path, allow_empty: bool, into: str) -> int:
+        """Create ``into`` in the build schema from ``path`` (``table`` is a ``raw_load.RawTable``).
 
-    # Write-audit-publish.
+        Returns the row count. A file that fails to load leaves nothing behind.
+        """
 
-    @abstractmethod
-    def start(self, run_id: str) -> dict[str, list[str]]:
-        """Restore what runs that died left unpublished; return the names, per dead run."""
-
-    @abstractmethod
-    def stage(self, run_id: str, built: list[Built]) -> None:
-        """Record that this run wrote ``built`` into the build schema and has not published it."""
+    # The primitives of write-audit-publish (``publish.py`` holds the lifecycle).
 
     @abstractmethod
-    def pending(self, run_id: str) -> list[Built]:
-        """What this run staged and has not yet published or discarded."""
+    def read_state(self) -> State:
+        """The published and pending entries."""
 
     @abstractmethod
-    def publish(self, run_id: str) -> list[str]:
-        """Make everything this run staged visible in the published schema; return the names."""
+    def build_objects(self) -> dict[str, str]:
+        """Every object of the build schema: name -> "table" or "view"."""
 
     @abstractmethod
-    def discard(self, run_id: str) -> list[str]:
-        """Put back, in the build schema, everything this run staged; return the names."""
+    def drop(self, names: list[str]) -> None:
+        """Drop these objects of the build schema, tables or views, if they exist."""
+
+    @abstractmethod
+    def point(self, pointers: dict[str, str]) -> None:
+        """Make each build-schema name a view over the build-schema version it maps to.
+
+        The names dbt reads (its sources and the models it does not rebuild) are pointers: the
+        run decides which version each one reads, and dbt never sees a version's name.
+        """
+
+    @abstractmethod
+    def freeze(self, name: str, version: str, view_sql: str | None, pointers: dict[str, str]) -> None:
+        """Keep what dbt built as ``name`` as the version ``version``.
+
+        A table is renamed; a view gets a version of its own that reads the versions its
+        pointers named (``pointers``) when it was built, so it never moves with them.
+        """
+
+    @abstractmethod
+    def stage(self, run_id: str, entries: dict[str, Entry]) -> None:
+        """Record versions this run built and a later step of the run publishes."""
+
+    @abstractmethod
+    def commit_publish(self, run_id: str, entries: dict[str, Entry]) -> None:
+        """Point each published name at its new version, record it, and forget the run's pending."""
+
+    @abstractmethod
+    def forget_pending(self, run_ids: list[str]) -> None:
+        """Drop the pending records of these runs."""
 
 
 class Warehouse(ConfigurableResource):
@@ -152,7 +216,7 @@ class Warehouse(ConfigurableResource):
         default=3600.0,
         ge=0,
         description="Seconds a run waits for another run to finish with the warehouse before "
-        "failing. Runs launched from the UI queue instead; this covers headless runs.",
+        "failing, wherever it was launched from (the UI, the sensor, the schedule or the command line).",
     )
 
     _lease: RunLease = PrivateAttr(default_factory=lambda: RunLease())
@@ -175,13 +239,17 @@ class Warehouse(ConfigurableResource):
 
 
 class RunLease:
-    """An flock on a file, held from a run's first write until its resources are torn down.
+    """An flock on a file, held from a run's first step on the warehouse until its resources are
+    torn down: the one mechanism that keeps runs apart.
 
-    Write-audit-publish spans steps: between the raw step and the dbt step, the build schema
-    holds this run's unpublished tables, and a second run writing there would mix its data into
-    ours. Runs launched from the UI queue one at a time (the ``duckdb`` pool, run granularity);
-    headless runs (``make materialize``, tests) bypass the queue, so the lease keeps them apart.
-    The operating system drops the lock when the process dies, whatever killed it.
+    dbt builds in one workspace (the build schema's unversioned names, which dbt's manifest
+    fixes), and DuckDB allows one writing process per file, so one run works at a time, from its
+    first step to its last. It is taken in the run's process, whatever launched it (the UI's
+    queue, the sensor, ``make materialize``, a test), so no instance setting (pools, queue
+    limits) is needed or can make two holders wait on each other: a run waits here only for a
+    run that already holds the whole warehouse and needs nothing else to finish. The project's
+    ops declare no concurrency pool for that reason. The operating system drops the lock when
+    the process dies, whatever killed it.
     """
 
     def __init__(self) -> None:

@@ -2,19 +2,15 @@
 
 DuckDB allows one writer per file. Dagster's own ``DuckDBResource`` retries a locked file ten
 times with growing delays (about 100 s) and then re-raises DuckDB's text. Runs of this project
-are already serialised by the ``duckdb`` concurrency pool, so a lock that outlives a short wait
-is held by another program (a DuckDB CLI, a notebook): waiting longer will not help, and the
-person needs to know which program it is.
+already take turns through the run lease (``dagster_project/warehouse/__init__.py``), so a lock
+that outlives a short wait is held by another program (a DuckDB CLI, a notebook): waiting
+longer will not help, and the person needs to know which program it is.
 
-Write-audit-publish inside one DuckDB file: the build schema is ``jaffle_build``, the published
-one ``main``. ``publish`` copies what the run rebuilt into ``main`` in one DuckDB transaction,
-so a reader sees either the last publish or the new one, never a mix. Which objects a run has
-written but not yet published is kept in a table of the build schema (``wap_pending``), not in
-memory: a run killed half-way leaves its entries behind, and the next run's ``start`` restores
-those objects before it writes anything. Tables are copied (DuckDB cannot move a table between
-schemas, and a view would expose the build schema). Views are recreated in ``main`` from their
-SQL with every reference to the build schema re-pointed at ``main`` through DuckDB's own
-parser, so a published staging view reads the published raw tables.
+Write-audit-publish inside one DuckDB file: versions live in the build schema ``jaffle_build``
+and the published names in ``main`` are views over them. DuckDB has transactional DDL, so
+``commit_publish`` re-points every view and records the new state in one transaction: a reader
+sees the last publish or the new one, never a mix. What is published and pending is kept in a
+table of the build schema (``wap_state``), so it survives the process.
 """
 
 from __future__ import annotations
@@ -33,13 +29,13 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from dagster_project.csv_errors import RawFileError, describe_csv_error
-from dagster_project.warehouse import BUILD_SCHEMA, Built, Session, Warehouse
+from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
 
 PUBLISHED_SCHEMA = "main"
-_PENDING = f"{BUILD_SCHEMA}.wap_pending"
-# The SELECT of each published view, as it reads in the build schema: what ``discard`` needs to
-# put a view back, since DuckDB keeps a view's text only as a whole CREATE statement.
-_VIEWS = f"{BUILD_SCHEMA}.wap_published_views"
+_STATE_NAME = "wap_state"
+_STATE = f"{BUILD_SCHEMA}.{_STATE_NAME}"
+# The bookkeeping of the earlier design (tables copied into main), dropped on first use.
+_RETIRED = ("wap_pending", "wap_published_views")
 
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
@@ -84,12 +80,7 @@ class DuckDBSession(Session):
         return [column[0] for column in cursor.description], cursor.fetchall()
 
     def table_exists(self, schema: str, name: str) -> bool:
-        return bool(
-            self.conn.execute(
-                "select count(*) from duckdb_tables() where database_name = current_database() "
-                f"and schema_name = {sql_string(schema)} and table_name = {sql_string(name)}"
-            ).fetchone()[0]
-        )
+        return name in self._objects(schema)
 
     def column_schemas(self, names: list[str], schema: str) -> dict[str, TableSchema]:
         rows = self.conn.execute(
@@ -103,22 +94,19 @@ class DuckDBSession(Session):
             columns.setdefault(table, []).append(TableColumn(column, data_type))
         return {table: TableSchema(columns=found) for table, found in columns.items()}
 
-    def published_tables(self, names: list[str]) -> list[str]:
-        return sorted(set(names) & self._objects("duckdb_tables()", PUBLISHED_SCHEMA))
-
     # Loading a raw CSV file. DuckDB reads the file itself with declared column types, so no row
     # passes through Python, and the load is a single transaction: a file that fails to parse
-    # leaves the previous table as it was.
+    # leaves nothing behind.
 
-    def load_csv(self, table, path: Path, allow_empty: bool) -> int:
+    def load_csv(self, table, path: Path, allow_empty: bool, into: str) -> int:
         from dagster_project.raw_load import read_header, refused
 
         try:
-            return self._replace_table(table, path, allow_empty, read_header(path, table))
+            return self._create_table(table, path, allow_empty, read_header(path, table), into)
         except RawFileError as error:
             raise refused(table, error) from None
 
-    def _replace_table(self, table, path: Path, allow_empty: bool, header: list[str]) -> int:
+    def _create_table(self, table, path: Path, allow_empty: bool, header: list[str], into: str) -> int:
         from dagster_project.raw_load import empty_file_error
 
         conn = self.conn
@@ -127,19 +115,19 @@ class DuckDBSession(Session):
             f"{sql_string(name)}: {sql_string(table.columns.get(name, 'VARCHAR'))}" for name in header
         )
         selected = ", ".join(sql_identifier(name) for name in table.columns)
-        build_table = _qualified(BUILD_SCHEMA, table.name)
+        target = _qualified(BUILD_SCHEMA, into)
         ensure_schemas(conn)
         conn.execute("begin transaction")
         try:
             # The path and the header's names are quoted as SQL literals, never spliced in raw:
             # quotes and spaces in them are safe.
             conn.execute(
-                f"create or replace table {build_table} as select {selected} from read_csv("
+                f"create table {target} as select {selected} from read_csv("
                 f"{sql_string(str(path))}, columns = {{{file_columns}}}, header = true,"
                 " auto_detect = false, strict_mode = true,"
                 " delim = ',', quote = '\"', escape = '\"')"
             )
-            (rows,) = conn.execute(f"select count(*) from {build_table}").fetchone()
+            (rows,) = conn.execute(f"select count(*) from {target}").fetchone()
             if rows == 0 and not allow_empty:
                 raise empty_file_error(table, path)
             conn.execute("commit")
@@ -151,142 +139,150 @@ class DuckDBSession(Session):
             raise
         return rows
 
-    # Write-audit-publish.
+    # The primitives of write-audit-publish (the lifecycle is in publish.py).
 
-    def start(self, run_id: str) -> dict[str, list[str]]:
-        conn = self.conn
-        ensure_schemas(conn)
-        stale = conn.execute(
-            f"select run_id, name from {_PENDING} where run_id <> {sql_string(run_id)} order by run_id, name"
-        ).fetchall()
-        by_run: dict[str, list[str]] = {}
-        for stale_run, name in stale:
-            by_run.setdefault(stale_run, []).append(name)
-        names = sorted({name for _, name in stale})
-        if names:
-            self._restore(names, forget=f"run_id <> {sql_string(run_id)}")
-        return by_run
-
-    def stage(self, run_id: str, built: list[Built]) -> None:
-        conn = self.conn
-        ensure_schemas(conn)
-        for item in built:
-            conn.execute(
-                f"delete from {_PENDING} where run_id = {sql_string(run_id)} and name = {sql_string(item.name)}"
-            )
-            view_sql = "null" if item.view_sql is None else sql_string(item.view_sql)
-            conn.execute(
-                f"insert into {_PENDING} values ({sql_string(run_id)}, {sql_string(item.name)}, {view_sql})"
-            )
-
-    def pending(self, run_id: str) -> list[Built]:
+    def read_state(self) -> State:
         ensure_schemas(self.conn)
-        rows = self.conn.execute(
-            f"select name, view_sql from {_PENDING} where run_id = {sql_string(run_id)} order by name"
-        ).fetchall()
-        return [Built(name, view_sql) for name, view_sql in rows]
+        published: dict[str, Entry] = {}
+        pending: dict[str, dict[str, Entry]] = {}
+        for run_id, name, entry, is_published in self.conn.execute(
+            f"select run_id, name, entry, published from {_STATE} order by run_id, name"
+        ).fetchall():
+            if is_published:
+                published[name] = Entry.from_json(entry)
+            else:
+                pending.setdefault(run_id, {})[name] = Entry.from_json(entry)
+        return State(published, pending)
 
-    def publish(self, run_id: str) -> list[str]:
-        """Copy everything this run staged into ``main``, in one transaction."""
+    def build_objects(self) -> dict[str, str]:
+        objects = {name: "table" for name in self._objects(BUILD_SCHEMA, "duckdb_tables()")}
+        objects.update({name: "view" for name in self._objects(BUILD_SCHEMA, "duckdb_views()")})
+        objects.pop(_STATE_NAME, None)
+        return objects
+
+    def drop(self, names: list[str]) -> None:
+        objects = self.build_objects()
+        # Views first: a view may read a table dropped in the same call.
+        for name in sorted(names, key=lambda name: objects.get(name) != "view"):
+            if name in objects:
+                self.conn.execute(f"drop {objects[name]} {_qualified(BUILD_SCHEMA, name)}")
+
+    def point(self, pointers: dict[str, str]) -> None:
+        objects = self.build_objects()
+        self.conn.execute("begin transaction")
+        try:
+            for name, version in sorted(pointers.items()):
+                if objects.get(name) == "table":
+                    self.conn.execute(f"drop table {_qualified(BUILD_SCHEMA, name)}")
+                self.conn.execute(
+                    f"create or replace view {_qualified(BUILD_SCHEMA, name)} as "
+                    f"select * from {_qualified(BUILD_SCHEMA, version)}"
+                )
+            self.conn.execute("commit")
+        except BaseException:
+            self.conn.execute("rollback")
+            raise
+
+    def freeze(self, name: str, version: str, view_sql: str | None, pointers: dict[str, str]) -> None:
+        if view_sql is None:
+            self.conn.execute(
+                f"alter table {_qualified(BUILD_SCHEMA, name)} rename to {sql_identifier(version)}"
+            )
+            return
+        frozen = _repoint(self.conn, view_sql, BUILD_SCHEMA, pointers)
+        self.conn.execute(f"create view {_qualified(BUILD_SCHEMA, version)} as {frozen}")
+
+    def stage(self, run_id: str, entries: dict[str, Entry]) -> None:
+        ensure_schemas(self.conn)
+        for name, entry in entries.items():
+            self.conn.execute(
+                f"insert into {_STATE} values ({sql_string(run_id)}, {sql_string(name)}, "
+                f"{sql_string(entry.to_json())}, false)"
+            )
+
+    def commit_publish(self, run_id: str, entries: dict[str, Entry]) -> None:
         conn = self.conn
-        built = self.pending(run_id)
+        published_tables = self._objects(PUBLISHED_SCHEMA, "duckdb_tables()")
         conn.execute("begin transaction")
         try:
-            # Tables first: a published view is bound to the published tables it reads.
-            for item in sorted(built, key=lambda item: item.is_view):
-                if item.is_view:
-                    published_sql = _repoint(conn, item.view_sql, BUILD_SCHEMA, PUBLISHED_SCHEMA)
-                    conn.execute(
-                        f"create or replace view {_qualified(PUBLISHED_SCHEMA, item.name)} as {published_sql}"
-                    )
-                    conn.execute(f"delete from {_VIEWS} where name = {sql_string(item.name)}")
-                    conn.execute(
-                        f"insert into {_VIEWS} values ({sql_string(item.name)}, {sql_string(item.view_sql)})"
-                    )
-                else:
-                    conn.execute(
-                        f"create or replace table {_qualified(PUBLISHED_SCHEMA, item.name)} as "
-                        f"from {_qualified(BUILD_SCHEMA, item.name)}"
-                    )
-            conn.execute(f"delete from {_PENDING} where run_id = {sql_string(run_id)}")
+            for name, entry in sorted(entries.items()):
+                target = _qualified(PUBLISHED_SCHEMA, name)
+                if name in published_tables:
+                    # A table published by the copying design of earlier versions.
+                    conn.execute(f"drop table {target}")
+                conn.execute(
+                    f"create or replace view {target} as select * from {_qualified(BUILD_SCHEMA, entry.version)}"
+                )
+                conn.execute(f"delete from {_STATE} where published and name = {sql_string(name)}")
+                conn.execute(
+                    f"insert into {_STATE} values ({sql_string(run_id)}, {sql_string(name)}, "
+                    f"{sql_string(entry.to_json())}, true)"
+                )
+            conn.execute(f"delete from {_STATE} where not published and run_id = {sql_string(run_id)}")
             conn.execute("commit")
         except BaseException:
             conn.execute("rollback")
             raise
-        return [item.name for item in built]
 
-    def discard(self, run_id: str) -> list[str]:
-        names = [item.name for item in self.pending(run_id)]
-        self._restore(names, forget=f"run_id = {sql_string(run_id)}")
-        return names
+    def forget_pending(self, run_ids: list[str]) -> None:
+        if run_ids:
+            self.conn.execute(
+                f"delete from {_STATE} where not published and list_contains({sql_string_list(run_ids)}, run_id)"
+            )
 
-    def _restore(self, names: list[str], forget: str) -> None:
-        """Make each of ``names`` in the build schema what ``main`` has, and drop the ``forget`` entries."""
-        conn = self.conn
-        published_tables = self._objects("duckdb_tables()", PUBLISHED_SCHEMA)
-        published_views = dict(conn.execute(f"select name, view_sql from {_VIEWS}").fetchall())
-        build_views = self._objects("duckdb_views()", BUILD_SCHEMA)
-        conn.execute("begin transaction")
-        try:
-            for name in names:
-                target = _qualified(BUILD_SCHEMA, name)
-                if name in published_views:
-                    conn.execute(f"create or replace view {target} as {published_views[name]}")
-                elif name in published_tables:
-                    if name in build_views:
-                        conn.execute(f"drop view {target}")
-                    conn.execute(
-                        f"create or replace table {target} as from {_qualified(PUBLISHED_SCHEMA, name)}"
-                    )
-                else:
-                    # Never published: the build schema should not have it either.
-                    kind = "view" if name in build_views else "table"
-                    conn.execute(f"drop {kind} if exists {target}")
-            conn.execute(f"delete from {_PENDING} where {forget}")
-            conn.execute("commit")
-        except BaseException:
-            conn.execute("rollback")
-            raise
-
-    def _objects(self, catalog_function: str, schema: str) -> set[str]:
-        column = "view_name" if "views" in catalog_function else "table_name"
-        rows = self.conn.execute(
-            f"select {column} from {catalog_function} where schema_name = {sql_string(schema)} "
-            "and database_name = current_database()"
-        ).fetchall()
-        return {name for (name,) in rows}
+    def _objects(self, schema: str, catalog_function: str | None = None) -> set[str]:
+        functions = [catalog_function] if catalog_function else ["duckdb_tables()", "duckdb_views()"]
+        found: set[str] = set()
+        for function in functions:
+            column = "view_name" if "views" in function else "table_name"
+            rows = self.conn.execute(
+                f"select {column} from {function} where schema_name = {sql_string(schema)} "
+                "and database_name = current_database()"
+            ).fetchall()
+            found |= {name for (name,) in rows}
+        return found
 
 
 def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"create schema if not exists {BUILD_SCHEMA}")
-    conn.execute(f"create table if not exists {_PENDING} (run_id varchar, name varchar, view_sql varchar)")
-    conn.execute(f"create table if not exists {_VIEWS} (name varchar primary key, view_sql varchar)")
+    conn.execute(
+        f"create table if not exists {_STATE} "
+        "(run_id varchar, name varchar, entry varchar, published boolean)"
+    )
+    for retired in _RETIRED:
+        conn.execute(f"drop table if exists {_qualified(BUILD_SCHEMA, retired)}")
 
 
-def _repoint(conn: duckdb.DuckDBPyConnection, select_sql: str, from_schema: str, to_schema: str) -> str:
-    """``select_sql`` with every table it reads in ``from_schema`` read from ``to_schema`` instead.
+def _repoint(conn: duckdb.DuckDBPyConnection, select_sql: str, schema: str, renames: dict[str, str]) -> str:
+    """``select_sql`` with every table it reads in ``schema`` renamed as ``renames`` says.
 
     Done on DuckDB's syntax tree, not on the text, so a string or column that happens to spell
-    the schema's name is left alone.
+    a table's name is left alone.
     """
     (tree,) = conn.execute(f"select json_serialize_sql({sql_string(select_sql)})").fetchone()
     parsed = json.loads(tree)
     if parsed.get("error"):
         raise ValueError(f"DuckDB could not parse a view to publish: {parsed.get('error_message')}")
-    _repoint_tables(parsed, from_schema, to_schema)
+    _rename_tables(parsed, schema, renames)
     (rewritten,) = conn.execute(f"select json_deserialize_sql({sql_string(json.dumps(parsed))})").fetchone()
     return rewritten
 
 
-def _repoint_tables(node: object, from_schema: str, to_schema: str) -> None:
+def _rename_tables(node: object, schema: str, renames: dict[str, str]) -> None:
     if isinstance(node, dict):
-        if node.get("type") == "BASE_TABLE" and node.get("schema_name") == from_schema:
-            node["schema_name"] = to_schema
+        if (
+            node.get("type") == "BASE_TABLE"
+            and node.get("schema_name") == schema
+            and node.get("table_name") in renames
+        ):
+            node["table_name"] = renames[node["table_name"]]
+            # Read from the file the view lives in, whatever name it is attached under.
+            node["catalog_name"] = ""
         for value in node.values():
-            _repoint_tables(value, from_schema, to_schema)
+            _rename_tables(value, schema, renames)
     elif isinstance(node, list):
         for value in node:
-            _repoint_tables(value, from_schema, to_schema)
+            _rename_tables(value, schema, renames)
 
 
 # The resource.
@@ -321,6 +317,13 @@ class DuckDBWarehouse(DuckDBResource, Warehouse):
         "DuckDB's own default, 80% of the machine's memory.",
     )
 
+    lease_file: str | None = Field(
+        default=None,
+        description="The run lease's file. By default a file beside a local database; a "
+        "database that is not a local file (MotherDuck) needs one named here, on storage every "
+        "run of the deployment shares.",
+    )
+
     lock_timeout: float = Field(
         default=15.0,
         ge=0,
@@ -336,11 +339,17 @@ class DuckDBWarehouse(DuckDBResource, Warehouse):
         self.release_run_lease()
 
     def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> None:
-        """Take the run lease, a file beside the database (``jaffle.duckdb.run-lease``)."""
-        if not self._is_local_file:
-            self.release_run_lease()
-            return
-        path = Path(f"{self.database}.run-lease")
+        """Take the run lease: a file beside the database (``jaffle.duckdb.run-lease``), or
+        ``lease_file`` for a database that is not a local file (MotherDuck)."""
+        if self.lease_file:
+            path = Path(self.lease_file)
+        elif self._is_local_file:
+            path = Path(f"{self.database}.run-lease")
+        else:
+            raise ValueError(
+                f"The DuckDB database {self.database} is not a local file, so the run lease needs "
+                "a file of its own: set lease_file on the duckdb resource."
+            )
         self._lease.hold(path, self.database, run_id, self.run_wait_timeout, log)
 
     def release_run_lease(self) -> None:

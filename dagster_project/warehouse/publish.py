@@ -1,0 +1,254 @@
+"""Write-audit-publish, the whole lifecycle, written once for every engine.
+
+Every step that writes the warehouse follows it (docs/reliability.md has the picture):
+
+1. ``begin``: the step takes the run lease, then drops what runs that have ended left behind,
+   asking the Dagster instance which runs have ended: never assuming it.
+2. The step builds versions of its own in the build schema (``customers__<run id>``); nothing
+   else is touched, so a failure can only leave this run's versions, which ``discard`` drops.
+3. ``publish``: once every check that guards them has passed, the step points the published
+   names at its versions, one metadata change whatever the tables' size, after making sure the
+   published set stays consistent (``conflicts``). Only then does the step record
+   materializations, so every one Dagster records is true when it is recorded.
+
+A raw step whose tables a dbt model of the same run reads leaves its versions pending (``stage``)
+and the dbt step publishes them together with the models, after the dbt tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from dagster import AssetExecutionContext, DagsterRunStatus, Failure, RunsFilter
+
+from dagster_project.catalog import restore_catalog
+from dagster_project.warehouse import Entry, Session, State, Warehouse, parse_version, run_key
+
+# Runs in these states may still write: their versions are never collected.
+_MAY_STILL_WRITE = {
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+}
+
+
+class PublishRefusedError(RuntimeError):
+    """Publishing would leave the published tables disagreeing with each other."""
+
+
+def conflicts(published: dict[str, Entry], new: dict[str, Entry]) -> dict[str, list[str]]:
+    """Raw table -> the published objects that would read another version of its file.
+
+    Every published object records the fingerprint of each raw file it was built from. After
+    publishing ``new``, an object that names a fingerprint other than the published raw table's
+    was built from data users no longer read: the marts would disagree with the raw tables and
+    with each other.
+    """
+    proposed = {**published, **new}
+    found: dict[str, list[str]] = {}
+    for name, entry in sorted(proposed.items()):
+        for raw, fingerprint in entry.inputs.items():
+            if raw != name and raw in proposed and proposed[raw].inputs.get(raw) != fingerprint:
+                found.setdefault(raw, []).append(name)
+    return found
+
+
+def refusal(found: dict[str, list[str]]) -> str:
+    lines = [
+        f"- {raw} changes, and {', '.join(readers)} read{'s' if len(readers) == 1 else ''} it but "
+        "would not be rebuilt from it in this run."
+        for raw, readers in found.items()
+    ]
+    also = sorted({reader for readers in found.values() for reader in readers})
+    return (
+        "Nothing was published: the tables users read would disagree with each other.\n"
+        + "\n".join(lines)
+        + f"\nSelect {', '.join(also)} too (or Materialize all), then materialize again."
+    )
+
+
+def publish(session: Session, run_id: str, new: dict[str, Entry]) -> None:
+    """Point the published names at ``new`` (and this run's pending versions) in one step."""
+    state = session.read_state()
+    new = {**state.pending.get(run_id, {}), **new}
+    found = conflicts(state.published, new)
+    if found:
+        raise PublishRefusedError(refusal(found))
+    session.commit_publish(run_id, new)
+
+
+def discard(session: Session, run_id: str) -> list[str]:
+    """Drop every version this run built and did not publish, and its pending records."""
+    state = session.read_state()
+    published = {entry.version for entry in state.published.values()}
+    mine = [
+        name
+        for name in session.build_objects()
+        if (parsed := parse_version(name)) and parsed[1] == run_key(run_id) and name not in published
+    ]
+    session.drop(mine)
+    session.forget_pending([run_id])
+    return mine
+
+
+def collect_garbage(
+    session: Session, ended: Callable[[Iterable[str]], set[str]], run_id: str
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Drop every version no published name reads whose run has ended.
+
+    Returns the versions dropped, and the pending names of each ended run forgotten.
+
+    ``ended`` answers, from the Dagster instance, which of the given run ids have ended. Runs
+    it does not know (another instance's) are left alone: their state cannot be asked.
+    """
+    state = session.read_state()
+    kept = reads_of(state.published.values())
+    candidates: dict[str, list[str]] = {}
+    for name in session.build_objects():
+        parsed = parse_version(name)
+        if parsed and name not in kept and parsed[1] != run_key(run_id):
+            candidates.setdefault(parsed[1], []).append(name)
+    pending_runs = [other for other in state.pending if other != run_id]
+    finished = ended({*candidates, *(run_key(other) for other in pending_runs)})
+    dropped = sorted(name for key, names in candidates.items() if key in finished for name in names)
+    session.drop(dropped)
+    forgotten = {other: sorted(state.pending[other]) for other in pending_runs if run_key(other) in finished}
+    session.forget_pending(list(forgotten))
+    return dropped, forgotten
+
+
+def reads_of(entries: Iterable[Entry]) -> set[str]:
+    """Every version these entries need: their own, and the versions their views read."""
+    return {version for entry in entries for version in (entry.version, *entry.reads)}
+
+
+def workspace_pointers(state: State, run_id: str) -> dict[str, str]:
+    """What dbt reads under each name: this run's pending version, else the published one."""
+    return {
+        name: entry.version for name, entry in {**state.published, **state.pending.get(run_id, {})}.items()
+    }
+
+
+def ended_runs(context: AssetExecutionContext) -> Callable[[Iterable[str]], set[str]]:
+    """Which runs (ids as version names write them) the instance says have ended."""
+
+    def ended(keys: Iterable[str]) -> set[str]:
+        keys = set(keys)
+        if not keys:
+            return set()
+        run_ids = [_run_id(key) for key in keys]
+        records = context.instance.get_run_records(RunsFilter(run_ids=run_ids))
+        return {
+            run_key(record.dagster_run.run_id)
+            for record in records
+            if record.dagster_run.status not in _MAY_STILL_WRITE
+        }
+
+    return ended
+
+
+def _run_id(key: str) -> str:
+    return f"{key[:8]}-{key[8:12]}-{key[12:16]}-{key[16:20]}-{key[20:]}"
+
+
+def begin(context: AssetExecutionContext, warehouse: Warehouse) -> None:
+    """Take the run lease, then drop what ended runs left behind."""
+    run_id = context.op_execution_context.run_id
+    warehouse.hold_for_run(run_id, context.log.info)
+    with warehouse.session() as session:
+        dropped, forgotten = collect_garbage(session, ended_runs(context), run_id)
+    if dropped:
+        context.log.info(
+            f"Dropped {len(dropped)} version(s) that no published name reads: {', '.join(dropped)}."
+        )
+    for ended_run, names in forgotten.items():
+        context.log.info(f"Run {ended_run[:8]} ended without publishing {', '.join(names)}.")
+        restore_catalog(context, names, failed_run_id=ended_run)
+
+
+def reset_workspace(session: Session, run_id: str | None) -> dict[str, str]:
+    """Point every name dbt reads at its published version (or ``run_id``'s pending one).
+
+    What dbt built in the workspace and nobody published (a failed run's tables) is dropped,
+    so a model the next run does not rebuild is read as published, never as a failed run left
+    it. Returns the pointers.
+    """
+    pointers = workspace_pointers(session.read_state(), run_id or "")
+    stale = [name for name in session.build_objects() if parse_version(name) is None and name not in pointers]
+    session.drop(stale)
+    session.point(pointers)
+    return pointers
+
+
+def unbuilt_paths(graph, selected: set, loaded: set) -> dict:
+    """Raw asset -> the models between it and a selected model that the selection leaves out.
+
+    A run that loads a raw table and rebuilds a model reading it must rebuild every model in
+    between, or the model would read the old data through them; and only then does Dagster
+    order the steps (the dbt step after the raw step).
+    """
+    gaps = {}
+    for key in loaded:
+        below = _walk(graph, {key}, "child_keys")
+        readers = below & selected
+        if readers:
+            between = below & _walk(graph, readers, "parent_keys")
+            if missing := between - selected:
+                gaps[key] = missing
+    return gaps
+
+
+def refuse_unordered_selection(context: AssetExecutionContext, loaders: set) -> None:
+    """Fail before anything runs when the run loads raw tables (``loaders``: the raw assets)
+    that models it rebuilds read through models it does not: every step of the run asks, so the
+    order of steps never matters."""
+    graph = context.job_def.asset_layer.asset_graph
+    selected = set(context.job_def.asset_layer.selected_asset_keys)
+    if gaps := unbuilt_paths(graph, selected, loaders & selected):
+        raise Failure(description=_gaps_message(gaps))
+
+
+def _gaps_message(gaps: dict) -> str:
+    lines = [
+        f"- {raw.to_user_string()} is loaded, and models that read it are rebuilt, but "
+        f"{', '.join(sorted(key.to_user_string() for key in missing))} between them "
+        f"{'is' if len(missing) == 1 else 'are'} not selected."
+        for raw, missing in sorted(gaps.items())
+    ]
+    also = sorted({key.to_user_string() for missing in gaps.values() for key in missing})
+    return (
+        "This selection cannot keep the published tables consistent, so nothing was run:\n"
+        + "\n".join(lines)
+        + f"\nSelect {', '.join(also)} too (or Materialize all), then materialize again."
+    )
+
+
+def readers_in_run(graph, selected: set, loaded: set) -> set:
+    """The selected assets that read, directly or not, any of ``loaded``."""
+    return _walk(graph, set(loaded), "child_keys") & selected
+
+
+def _walk(graph, start: set, direction: str) -> set:
+    """Every asset reached from ``start`` (excluded) along ``direction``."""
+    seen: set = set()
+    frontier = set(start)
+    while frontier:
+        frontier = {
+            other for key in frontier if graph.has(key) for other in getattr(graph.get(key), direction)
+        } - seen
+        seen |= frontier
+    return seen - set(start)
+
+
+def failure_summary(results, what: str) -> str:
+    """The run's failure message: which checks failed on which asset, and what was kept."""
+    lines = [
+        f"- {result.asset_key.to_user_string()}: {result.check_name}. {result.description or ''}".rstrip()
+        for result in results
+    ]
+    return (
+        f"{what} failed, so nothing was published: the tables users read and the chart are "
+        "unchanged.\n" + "\n".join(lines)
+    )
