@@ -3,6 +3,7 @@
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,15 +95,23 @@ CLASSIC_DATA_DIR = Path(__file__).parent / "fixtures" / "classic"
 
 def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
     """Load and publish the three raw files, as a good run of the raw assets would leave them."""
-    from dagster_project.raw_load import RAW_TABLES, load_csv
-    from dagster_project.warehouse import Built
+    from dagster_project.data_source import LocalDataSource
+    from dagster_project.defs.ingest import raw_entry
+    from dagster_project.raw_load import RAW_TABLES
+    from dagster_project.warehouse import publish, version_name
     from dagster_project.warehouse.duckdb import DuckDBSession
 
     session = DuckDBSession(conn)
+    run_id = str(uuid.uuid4())
+    source = LocalDataSource(directory=str(data_dir))
+    entries = {}
     for table in RAW_TABLES:
-        load_csv(session, table, data_dir / table.file_name, allow_empty=False)
-        session.stage("tests", [Built(table.name)])
-    session.publish("tests")
+        path = data_dir / table.file_name
+        session.load_csv(table, path, allow_empty=False, into=version_name(table.name, run_id))
+        entries[table.name] = raw_entry(
+            table.name, version_name(table.name, run_id), path, source.fingerprint(table.file_name)
+        )
+    publish.publish(session, run_id, entries)
 
 
 def materialize_raw(

@@ -1,81 +1,164 @@
-"""The build schema and the publish step, one level down, on a DuckDB file of the test's own."""
+"""Write-audit-publish one level down: versions, publishing, consistency and clean-up, on a
+DuckDB file of the test's own (no Dagster run)."""
+
+import uuid
 
 import duckdb
 import pytest
 
-from dagster_project.warehouse import Built
-from dagster_project.warehouse.duckdb import DuckDBSession, ensure_schemas
+from dagster_project.warehouse import Entry, version_name
+from dagster_project.warehouse import publish as wap
+from dagster_project.warehouse.duckdb import DuckDBSession
 
 
 @pytest.fixture
-def conn(tmp_path):
+def session(tmp_path):
     with duckdb.connect(str(tmp_path / "shop.duckdb")) as conn:
-        ensure_schemas(conn)
-        yield conn
+        yield DuckDBSession(conn)
 
 
-def build(conn, run_id: str, amount: int) -> None:
-    """What a run writes: a raw table, a view over it, and a table built from the view."""
-    conn.execute(f"create or replace table jaffle_build.raw as select {amount} as cents")
-    view_sql = 'select cents / 100 as dollars from "shop"."jaffle_build"."raw"'
-    conn.execute(f"create or replace view jaffle_build.stg as {view_sql}")
-    conn.execute("create or replace table jaffle_build.mart as from jaffle_build.stg")
-    DuckDBSession(conn).stage(run_id, [Built("raw"), Built("stg", view_sql), Built("mart")])
+def new_run() -> str:
+    return str(uuid.uuid4())
 
 
-def read(conn, schema: str) -> tuple:
-    return tuple(conn.execute(f"from {schema}.{name}").fetchone()[0] for name in ("raw", "stg", "mart"))
+def load_raw(session, run_id: str, cents: int, fingerprint: str) -> dict[str, Entry]:
+    """What a raw step builds: a version of ``raw`` of its own."""
+    version = version_name("raw", run_id)
+    session.read_state()  # creates the schemas
+    session.conn.execute(f"create table jaffle_build.{version} as select {cents} as cents")
+    return {"raw": Entry(version, "table", {"raw": fingerprint})}
 
 
-def test_nothing_is_visible_in_main_until_publish_then_all_of_it_is(conn):
-    build(conn, "run-1", 500)
-    assert conn.execute("select count(*) from duckdb_tables() where schema_name = 'main'").fetchone() == (0,)
-    assert DuckDBSession(conn).publish("run-1") == ["mart", "raw", "stg"]
-    assert read(conn, "main") == (500, 5, 5)
+def build_models(session, run_id: str, fingerprint: str) -> dict[str, Entry]:
+    """What a dbt step builds on the workspace: a view over ``raw`` and a table from the view."""
+    pointers = wap.reset_workspace(session, run_id)
+    view_sql = "select cents / 100 as dollars from jaffle_build.raw"
+    session.conn.execute(f"create or replace view jaffle_build.stg as {view_sql}")
+    # dbt replaces the pointer view with the table it builds.
+    session.conn.execute("drop view if exists jaffle_build.mart")
+    session.conn.execute("create table jaffle_build.mart as from jaffle_build.stg")
+    session.freeze("mart", version_name("mart", run_id), None, pointers)
+    session.freeze("stg", version_name("stg", run_id), view_sql, pointers)
+    inputs = {"raw": fingerprint}
+    return {
+        "mart": Entry(version_name("mart", run_id), "table", inputs),
+        "stg": Entry(version_name("stg", run_id), "view", inputs, reads=[pointers["raw"]]),
+    }
 
 
-def test_a_published_view_reads_the_published_table_not_the_build_schema(conn):
-    build(conn, "run-1", 500)
-    DuckDBSession(conn).publish("run-1")
-    conn.execute("create or replace table jaffle_build.raw as select 900 as cents")
-    assert conn.execute("from main.stg").fetchone() == (5,)
+def published(session) -> tuple:
+    return tuple(session.conn.execute(f"from main.{name}").fetchone()[0] for name in ("raw", "stg", "mart"))
 
 
-def test_discard_puts_back_the_published_tables_and_view_sql(conn):
-    build(conn, "run-1", 500)
-    DuckDBSession(conn).publish("run-1")
-    build(conn, "run-2", 700)
-    conn.execute("create or replace view jaffle_build.stg as select 0 as dollars")
-    assert DuckDBSession(conn).discard("run-2") == ["mart", "raw", "stg"]
-    assert read(conn, "jaffle_build") == (500, 5, 5)
-    assert read(conn, "main") == (500, 5, 5)
+def publish_all(session, cents: int, fingerprint: str) -> str:
+    run_id = new_run()
+    session.stage(run_id, load_raw(session, run_id, cents, fingerprint))
+    wap.publish(session, run_id, build_models(session, run_id, fingerprint))
+    return run_id
 
 
-def test_the_next_run_restores_what_a_killed_run_left_unpublished(conn):
-    build(conn, "run-1", 500)
-    DuckDBSession(conn).publish("run-1")
-    build(conn, "killed", 700)  # then the process died: no publish, no discard
-    assert DuckDBSession(conn).start("run-3") == {"killed": ["mart", "raw", "stg"]}
-    assert read(conn, "jaffle_build") == (500, 5, 5)
-    assert DuckDBSession(conn).pending("killed") == []
-
-
-def test_objects_never_published_are_dropped_from_the_build_schema(conn):
-    build(conn, "killed", 700)
-    DuckDBSession(conn).start("run-2")
-    left = conn.execute(
-        "select table_name from duckdb_tables() where schema_name = 'jaffle_build' "
-        "and table_name not like 'wap_%' union all "
-        "select view_name from duckdb_views() where schema_name = 'jaffle_build'"
+def main_objects(session) -> dict[str, str]:
+    tables = session.conn.execute("select table_name from duckdb_tables() where schema_name = 'main'").fetchall()
+    views = session.conn.execute(
+        "select view_name from duckdb_views() where schema_name = 'main' and not internal"
     ).fetchall()
-    assert left == []
+    return {**{name: "table" for (name,) in tables}, **{name: "view" for (name,) in views}}
 
 
-def test_a_publish_that_fails_half_way_changes_nothing(conn):
-    build(conn, "run-1", 500)
-    DuckDBSession(conn).publish("run-1")
-    build(conn, "run-2", 700)
-    conn.execute("drop table jaffle_build.raw")  # the copy of raw fails after mart was copied
-    with pytest.raises(duckdb.CatalogException):
-        DuckDBSession(conn).publish("run-2")
-    assert read(conn, "main") == (500, 5, 5)
+def test_publishing_makes_every_name_a_view_over_the_runs_versions_and_copies_nothing(session):
+    run_id = publish_all(session, 500, "a")
+    assert published(session) == (500, 5, 5)
+    assert main_objects(session) == {"raw": "view", "stg": "view", "mart": "view"}
+    # The published table is the very version the run built, not a copy of it.
+    (sql,) = session.conn.execute("select sql from duckdb_views() where view_name = 'mart'").fetchone()
+    assert version_name("mart", run_id) in sql
+
+
+def test_nothing_is_visible_until_publish(session):
+    run_id = new_run()
+    session.stage(run_id, load_raw(session, run_id, 500, "a"))
+    build_models(session, run_id, "a")
+    assert main_objects(session) == {}
+
+
+def test_a_published_view_keeps_reading_the_version_it_was_built_on(session):
+    publish_all(session, 500, "a")
+    later = new_run()
+    # A later run points the workspace at a raw version of its own; the published view stays.
+    session.stage(later, load_raw(session, later, 900, "b"))
+    wap.reset_workspace(session, later)
+    assert session.conn.execute("from jaffle_build.raw").fetchone() == (900,)
+    assert published(session) == (500, 5, 5)
+
+
+def test_publishing_a_changed_raw_table_without_the_models_that_read_it_is_refused(session):
+    publish_all(session, 500, "a")
+    run_id = new_run()
+    with pytest.raises(wap.PublishRefusedError) as refused:
+        wap.publish(session, run_id, load_raw(session, run_id, 900, "b"))
+    assert "raw changes, and mart, stg read it" in str(refused.value)
+    assert "Select mart, stg too (or Materialize all)" in str(refused.value)
+    assert published(session) == (500, 5, 5)
+
+
+def test_an_unchanged_raw_file_may_be_published_alone(session):
+    publish_all(session, 500, "a")
+    run_id = new_run()
+    wap.publish(session, run_id, load_raw(session, run_id, 500, "a"))
+    assert published(session) == (500, 5, 5)
+
+
+def test_a_failed_run_leaves_no_object_of_its_own(session):
+    publish_all(session, 500, "a")
+    before = session.build_objects()
+    run_id = new_run()
+    session.stage(run_id, load_raw(session, run_id, 900, "b"))
+    build_models(session, run_id, "b")
+    wap.discard(session, run_id)
+    wap.reset_workspace(session, None)
+    assert not [name for name in session.build_objects() if run_id.replace("-", "") in name]
+    assert session.read_state().pending == {}
+    assert set(session.build_objects()) == set(before) | {"raw", "stg", "mart"}
+    assert published(session) == (500, 5, 5)
+
+
+def test_ended_runs_versions_go_once_nothing_published_reads_them(session):
+    first = publish_all(session, 500, "a")
+    second = publish_all(session, 700, "b")
+    in_flight = new_run()
+    session.stage(in_flight, load_raw(session, in_flight, 900, "c"))
+    ended = {first.replace("-", "")}
+
+    dropped, forgotten = wap.collect_garbage(session, lambda keys: ended & set(keys), new_run())
+
+    assert sorted(dropped) == sorted(version_name(name, first) for name in ("raw", "stg", "mart"))
+    assert forgotten == {}
+    objects = session.build_objects()
+    assert all(version_name(name, second) in objects for name in ("raw", "stg", "mart"))
+    # A run the instance does not say has ended keeps everything, pending record included.
+    assert version_name("raw", in_flight) in objects
+    assert in_flight in session.read_state().pending
+    assert published(session) == (700, 7, 7)
+
+
+def test_a_version_a_published_view_reads_is_kept(session):
+    first = publish_all(session, 500, "a")
+    # The same file again, published alone: the published stg still reads the first raw version.
+    again = new_run()
+    wap.publish(session, again, load_raw(session, again, 500, "a"))
+    ended = {first.replace("-", ""), again.replace("-", "")}
+    wap.collect_garbage(session, lambda keys: ended & set(keys), new_run())
+    assert published(session) == (500, 5, 5)
+
+
+def test_publish_is_one_transaction(session):
+    publish_all(session, 500, "a")
+    run_id = new_run()
+    entries = build_models(session, run_id, "a")
+    # The second view cannot be created: nothing of the publish may be seen.
+    entries["stg"] = Entry("missing_version", "view", {"raw": "a"})
+    with pytest.raises(duckdb.Error):
+        wap.publish(session, run_id, entries)
+    assert published(session) == (500, 5, 5)
+    (sql,) = session.conn.execute("select sql from duckdb_views() where view_name = 'mart'").fetchone()
+    assert run_id.replace("-", "") not in sql

@@ -278,6 +278,9 @@ def _rename_tables(node: object, schema: str, renames: dict[str, str]) -> None:
             node["table_name"] = renames[node["table_name"]]
             # Read from the file the view lives in, whatever name it is attached under.
             node["catalog_name"] = ""
+            # DuckDB 2 also writes the name as a path, which is what it reads back.
+            if "qualified_name" in node:
+                node["qualified_name"]["path"] = [schema, node["table_name"]]
         for value in node.values():
             _rename_tables(value, schema, renames)
     elif isinstance(node, list):

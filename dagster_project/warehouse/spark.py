@@ -2,27 +2,18 @@
 
 pyspark is imported only when a session is opened, so the DuckDB environments never load it.
 
-Databases: every run writes into ``jaffle_build`` (the raw loaders, and dbt, whose target schema
-it is); users, notebooks and the chart read ``jaffle``. Spark has no transaction across tables,
-and dbt-spark replaces a table by dropping it and creating it again, so the published names
-cannot be the tables dbt builds. Instead each published name is a view, and ``publish``:
+Databases: versions live in ``jaffle_build`` with dbt's workspace (dbt's target schema), and
+users, notebooks and the chart read views in ``jaffle``, as on DuckDB
+(``dagster_project/warehouse/publish.py`` holds the lifecycle). What differs:
 
-1. copies every object the run rebuilt into a new versioned table (``jaffle.customers__v…``);
-2. once every copy exists, points each published view at its new version
-   (``create or replace view``, one metastore update per view);
-3. drops the versions no view points at any more.
-
-So each published name reads a complete, audited table at every moment: a failure in step 1
-changes no view, and a reader never meets a dropped or half-written table. What is not atomic
-is the set: during step 2, which takes a few milliseconds per view, a reader may see the new
-``orders`` beside the old ``customers``. Staging views are published as snapshots the same way
-(a view over a versioned copy of what the build view returned), not as views re-pointed at the
-published raw tables as on DuckDB.
-
-What a run staged and has not yet published is kept in the table properties of
-``jaffle_build.wap_pending`` (Spark's parquet tables take no DELETE), so a run that died leaves
-its entries behind for the next run's ``start``. ``discard`` and ``start`` put a build object
-back as a view over its published name, so the next run builds on published data without a copy.
+- Spark has no transaction across tables, so ``commit_publish`` re-points each view in its own
+  metastore update: each published name reads a complete, audited version at every moment,
+  but during the few milliseconds the views take, a reader may see the new ``orders`` beside
+  the old ``customers``.
+- A table dbt built becomes a version by ``alter table … rename``, a metadata change; a view is
+  kept as a snapshot table of what it returns, since Spark cannot rewrite a view's SQL for us.
+- The state (what is published, what is pending) is kept in the table properties of
+  ``jaffle_build.wap_state``: Spark's parquet tables take no DELETE.
 
 The raw files are read by the Spark server, not by this process: the path must be one the
 server can open. That is the local path here, where the server runs on this machine; on a
@@ -33,7 +24,6 @@ object store path through a ``DataSource`` of its own).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,7 +33,7 @@ from dagster import InitResourceContext, TableColumn, TableSchema
 from pydantic import Field, PrivateAttr
 
 from dagster_project.csv_errors import RawFileError, locate_bad_record
-from dagster_project.warehouse import BUILD_SCHEMA, Built, Session, Warehouse
+from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -51,8 +41,7 @@ if TYPE_CHECKING:
 PUBLISHED_SCHEMA = "jaffle"
 # See SparkWarehouse.dbt_environment (bench/bare_spark.py, which imports nothing from here, has a copy).
 HIVE_SUPPORT_WARNING = "ignore:Failed to set spark.sql.catalogImplementation:UserWarning"
-_PENDING = "wap_pending"
-_VERSION = "__v"
+_STATE = "wap_state"
 
 # The raw tables' declared types (DuckDB's names, see raw_load.RAW_TABLES) in Spark's terms.
 SPARK_TYPES = {"INTEGER": "int", "VARCHAR": "string", "DATE": "date"}
@@ -104,21 +93,17 @@ class SparkWarehouseSession(Session):
             if self.table_exists(schema, name)
         }
 
-    def published_tables(self, names: list[str]) -> list[str]:
-        # Every published name is a view over a versioned table: counting it reads the table.
-        return [name for name in names if self.table_exists(PUBLISHED_SCHEMA, name)]
-
     # Loading a raw CSV file with Spark's reader: the declared types, FAILFAST.
 
-    def load_csv(self, table, path: Path, allow_empty: bool) -> int:
+    def load_csv(self, table, path: Path, allow_empty: bool, into: str) -> int:
         from dagster_project.raw_load import read_header, refused
 
         try:
-            return self._replace_table(table, path, allow_empty, read_header(path, table))
+            return self._create_table(table, path, allow_empty, read_header(path, table), into)
         except RawFileError as error:
             raise refused(table, error) from None
 
-    def _replace_table(self, table, path: Path, allow_empty: bool, header: list[str]) -> int:
+    def _create_table(self, table, path: Path, allow_empty: bool, header: list[str], into: str) -> int:
         from dagster_project.raw_load import empty_file_error
 
         # Extra columns are read as text and dropped: the file may carry more than we use.
@@ -132,21 +117,22 @@ class SparkWarehouseSession(Session):
             .select(*table.columns)
         )
         self.ensure_databases()
-        self._drop(BUILD_SCHEMA, table.name)
         try:
-            frame.write.saveAsTable(f"{BUILD_SCHEMA}.{table.name}", format="parquet")
+            frame.write.saveAsTable(f"{BUILD_SCHEMA}.{into}", format="parquet")
         except Exception as error:
+            self.drop([into])
             # Spark names neither the line nor the column; the file is read again, in Python,
             # only on this error path, to find the record Spark refused.
             found = locate_bad_record(path, header, table.columns)
             reason = found or f"{path}: Spark could not read the file: {str(error).splitlines()[0]}"
             raise RawFileError(reason) from None
-        rows = self.count(BUILD_SCHEMA, table.name)
+        rows = self.count(BUILD_SCHEMA, into)
         if rows == 0 and not allow_empty:
+            self.drop([into])
             raise empty_file_error(table, path)
         return rows
 
-    # Write-audit-publish.
+    # The primitives of write-audit-publish (the lifecycle is in publish.py).
 
     def ensure_databases(self) -> None:
         # Once per session: each statement is a round trip to the server.
@@ -154,99 +140,88 @@ class SparkWarehouseSession(Session):
             return
         self.sql(f"create database if not exists {BUILD_SCHEMA}")
         self.sql(f"create database if not exists {PUBLISHED_SCHEMA}")
-        self.sql(f"create table if not exists {self._pending_table} (note string) using parquet")
+        self.sql(f"create table if not exists {self._state_table} (note string) using parquet")
         self._databases_exist = True
 
     @property
-    def _pending_table(self) -> str:
-        return self.table(BUILD_SCHEMA, _PENDING)
+    def _state_table(self) -> str:
+        return self.table(BUILD_SCHEMA, _STATE)
 
-    def _pending_entries(self) -> list[tuple[str, str, str]]:
-        """(run id, name, key) of every entry: properties ``pending.<run id>.<name>``."""
-        _, rows = self.query(f"show tblproperties {self._pending_table}")
-        entries = []
-        for key, _value in rows:
-            if key.startswith("pending."):
+    def _properties(self) -> dict[str, str]:
+        self.ensure_databases()
+        _, rows = self.query(f"show tblproperties {self._state_table}")
+        return {key: value for key, value in rows}
+
+    def read_state(self) -> State:
+        published: dict[str, Entry] = {}
+        pending: dict[str, dict[str, Entry]] = {}
+        for key, value in self._properties().items():
+            if key.startswith("published."):
+                published[key.removeprefix("published.")] = Entry.from_json(value)
+            elif key.startswith("pending."):
                 run_id, name = key.removeprefix("pending.").rsplit(".", 1)
-                entries.append((run_id, name, key))
-        return sorted(entries)
+                pending.setdefault(run_id, {})[name] = Entry.from_json(value)
+        return State(published, pending)
 
-    def _forget(self, keys: list[str]) -> None:
+    def build_objects(self) -> dict[str, str]:
+        self.ensure_databases()
+        return {
+            table.name: "view" if table.tableType == "VIEW" else "table"
+            for table in self.spark.catalog.listTables(BUILD_SCHEMA)
+            if table.name != _STATE
+        }
+
+    def drop(self, names: list[str]) -> None:
+        objects = self.build_objects()
+        for name in sorted(names, key=lambda name: objects.get(name) != "view"):
+            if name in objects:
+                self.sql(f"drop {objects[name]} if exists {self.build(name)}")
+
+    def point(self, pointers: dict[str, str]) -> None:
+        objects = self.build_objects()
+        for name, version in sorted(pointers.items()):
+            if objects.get(name) == "table":
+                self.sql(f"drop table {self.build(name)}")
+            self.sql(f"create or replace view {self.build(name)} as select * from {self.build(version)}")
+
+    def freeze(self, name: str, version: str, view_sql: str | None, pointers: dict[str, str]) -> None:
+        if view_sql is None:
+            self.sql(f"alter table {self.build(name)} rename to {self.build(version)}")
+            return
+        # Spark cannot rewrite a view's SQL for us: a view is kept as a snapshot of what it
+        # returns now, which reads the versions its pointers name now.
+        self.sql(f"create table {self.build(version)} using parquet as select * from {self.build(name)}")
+
+    def _set(self, properties: dict[str, str]) -> None:
+        if properties:
+            pairs = ", ".join(
+                f"{spark_string(key)} = {spark_string(value)}" for key, value in properties.items()
+            )
+            self.sql(f"alter table {self._state_table} set tblproperties ({pairs})")
+
+    def _unset(self, keys: list[str]) -> None:
         if keys:
             quoted = ", ".join(spark_string(key) for key in keys)
-            self.sql(f"alter table {self._pending_table} unset tblproperties if exists ({quoted})")
+            self.sql(f"alter table {self._state_table} unset tblproperties if exists ({quoted})")
 
-    def start(self, run_id: str) -> dict[str, list[str]]:
-        self.ensure_databases()
-        stale = [entry for entry in self._pending_entries() if entry[0] != run_id]
-        by_run: dict[str, list[str]] = {}
-        for stale_run, name, _ in stale:
-            by_run.setdefault(stale_run, []).append(name)
-        for name in sorted({name for _, name, _ in stale}):
-            self._restore(name)
-        self._forget([key for _, _, key in stale])
-        return by_run
+    def stage(self, run_id: str, entries: dict[str, Entry]) -> None:
+        self._set({f"pending.{run_id}.{name}": entry.to_json() for name, entry in entries.items()})
 
-    def stage(self, run_id: str, built: list[Built]) -> None:
-        self.ensure_databases()
-        if built:
-            pairs = ", ".join(f"{spark_string(f'pending.{run_id}.{item.name}')} = 'staged'" for item in built)
-            self.sql(f"alter table {self._pending_table} set tblproperties ({pairs})")
-
-    def pending(self, run_id: str) -> list[Built]:
-        self.ensure_databases()
-        return [Built(name) for entry_run, name, _ in self._pending_entries() if entry_run == run_id]
-
-    def publish(self, run_id: str) -> list[str]:
-        names = [item.name for item in self.pending(run_id)]
-        version = f"{_VERSION}{time.time_ns()}"
-        copies = []
-        try:
-            for name in names:
-                copy = self.table(PUBLISHED_SCHEMA, f"{name}{version}")
-                self.sql(
-                    f"create table {copy} using parquet as select * from {self.table(BUILD_SCHEMA, name)}"
-                )
-                copies.append(copy)
-        except BaseException:
-            for copy in copies:
-                self.sql(f"drop table if exists {copy}")
-            raise
-        # Every copy exists: now each published name moves to its copy, one view at a time.
-        for name in names:
-            copy = self.table(PUBLISHED_SCHEMA, f"{name}{version}")
-            self.sql(f"create or replace view {self.table(PUBLISHED_SCHEMA, name)} as select * from {copy}")
-        self._forget([f"pending.{run_id}.{name}" for name in names])
-        for name in names:
-            self._drop_old_versions(name, keep=f"{name}{version}")
-        return names
-
-    def discard(self, run_id: str) -> list[str]:
-        names = [item.name for item in self.pending(run_id)]
-        for name in names:
-            self._restore(name)
-        self._forget([f"pending.{run_id}.{name}" for name in names])
-        return names
-
-    def _restore(self, name: str) -> None:
-        """Make ``name`` in the build database read what is published, or drop it if nothing is."""
-        self._drop(BUILD_SCHEMA, name)
-        if self.table_exists(PUBLISHED_SCHEMA, name):
+    def commit_publish(self, run_id: str, entries: dict[str, Entry]) -> None:
+        # Spark has no transaction across tables: each view moves to its version in one
+        # metastore update, so each name is atomic and the set is not (docs/reliability.md).
+        for name, entry in sorted(entries.items()):
             self.sql(
-                f"create view {self.table(BUILD_SCHEMA, name)} as "
-                f"select * from {self.table(PUBLISHED_SCHEMA, name)}"
+                f"create or replace view {self.table(PUBLISHED_SCHEMA, name)} as "
+                f"select * from {self.build(entry.version)}"
             )
+        self._set({f"published.{name}": entry.to_json() for name, entry in entries.items()})
+        self.forget_pending([run_id])
 
-    def _drop(self, schema: str, name: str) -> None:
-        if self.table_exists(schema, name):
-            kind = "view" if self.spark.catalog.getTable(f"{schema}.{name}").tableType == "VIEW" else "table"
-            self.sql(f"drop {kind} {self.table(schema, name)}")
-
-    def _drop_old_versions(self, name: str, keep: str) -> None:
-        prefix = f"{name}{_VERSION}"
-        for table in self.spark.catalog.listTables(PUBLISHED_SCHEMA, pattern=f"{prefix}*"):
-            if table.name.startswith(prefix) and table.name != keep:
-                self.sql(f"drop table if exists {self.table(PUBLISHED_SCHEMA, table.name)}")
+    def forget_pending(self, run_ids: list[str]) -> None:
+        prefixes = tuple(f"pending.{run_id}." for run_id in run_ids)
+        if prefixes:
+            self._unset([key for key in self._properties() if key.startswith(prefixes)])
 
 
 class SparkWarehouse(Warehouse):
