@@ -13,7 +13,7 @@ from dagster_project.data_source import LocalDataSource
 from dagster_project.dbt_project import build_project
 from dagster_project.defs.report import ChartOutput
 from dagster_project.defs.transform import DbtCli
-from dagster_project.settings import DBT_EXECUTABLE, REPO_ROOT, SPARK_TOKEN_VARIABLE, Settings
+from dagster_project.settings import DBT_CHILD_EXECUTABLE, REPO_ROOT, SPARK_TOKEN_VARIABLE, Settings
 from dagster_project.warehouse import Warehouse
 from dagster_project.warehouse.duckdb import DuckDBWarehouse
 
@@ -56,7 +56,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "duckdb": warehouse(settings),
         # The project carries the target, the environment's name (one per environment in
         # profiles.yml); the resource takes it from there.
-        "dbt": DbtCli(project_dir=build_project(settings), dbt_executable=DBT_EXECUTABLE),
+        "dbt": DbtCli(project_dir=build_project(settings), dbt_executable=DBT_CHILD_EXECUTABLE),
         "data_source": LocalDataSource(
             directory=settings.from_variable("JAFFLE_DATA_DIR", str(settings.data_dir))
         ),

@@ -1,6 +1,7 @@
 """The dbt project as Dagster assets: ``dbt build`` runs through Dagster, dbt tests are checks."""
 
 import importlib.metadata
+import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, 
 from packaging import version
 
 from dagster_project.catalog import restore_catalog
+from dagster_project.dbt_child import PARENT_VARIABLE
 from dagster_project.dbt_project import jaffle_shop_project
 from dagster_project.defs.ingest import RAW_KEYS
 from dagster_project.warehouse import Entry, Session, Warehouse, version_name
@@ -41,6 +43,11 @@ class DbtCli(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
         return None
+
+    def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
+        # dbt copies the environment when it starts: it learns which process it must die with.
+        os.environ[PARENT_VARIABLE] = str(os.getpid())
+        return super().cli(args, **kwargs)
 
 
 class JaffleTranslator(DagsterDbtTranslator):
