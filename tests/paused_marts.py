@@ -44,14 +44,21 @@ def in_project_dir(dbt_assets: AssetsDefinition, project_dir: Path) -> AssetsDef
     return dbt_assets.map_asset_specs(moved)
 
 
+def is_dbt_assets(assets: AssetsDefinition) -> bool:
+    return any(DAGSTER_DBT_PROJECT_METADATA_KEY in spec.metadata for spec in assets.specs)
+
+
 def with_paused_marts(defs: Definitions, project_dir: Path) -> Definitions:
+    if not any(is_dbt_assets(assets) for assets in defs.assets):
+        # Without it, the run would build the marts unpaused and the test would race the signal.
+        raise RuntimeError(
+            f"No asset carries dagster-dbt's {DAGSTER_DBT_PROJECT_METADATA_KEY!r} metadata, so dbt "
+            "cannot be moved to the paused copy: see where this dagster-dbt keeps the DbtProject."
+        )
     paused = paused_copy(project_dir)
     return Definitions(
         assets=[
-            in_project_dir(assets, paused)
-            if any(DAGSTER_DBT_PROJECT_METADATA_KEY in spec.metadata for spec in assets.specs)
-            else assets
-            for assets in defs.assets
+            in_project_dir(assets, paused) if is_dbt_assets(assets) else assets for assets in defs.assets
         ],
         jobs=defs.jobs,
         resources=defs.resources,
