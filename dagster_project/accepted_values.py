@@ -1,7 +1,7 @@
 """The accepted order statuses and payment methods: the `vars` of the dbt project.
 
-`jaffle_shop/dbt_project.yml` holds the one list. The dbt tests and `orders.sql` read it with
-`var()`; the raw-table checks and the data generator import it from here. Reading it takes
+`jaffle_shop/dbt_project.yml` holds the one list. The dbt test of `orders.status` and
+`orders.sql` read it with `var()`; the raw-table checks and the data generator import it from here. Reading it takes
 about 2 ms (yaml is imported by dagster and dbt anyway), so it is read at import.
 """
 

@@ -2,12 +2,17 @@
 
 import sys
 
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, Definitions
 
 
 def main() -> int:
     from dagster_project.definitions import defs
 
+    return materialize(defs)
+
+
+def materialize(defs: Definitions) -> int:
+    """Run ``defs``' job in this process; 0 if it succeeded, else 1 with each failed step's reason."""
     job = defs.resolve_job_def("jaffle_shop_job")
     # DagsterInstance.get() follows DAGSTER_HOME, so headless runs show up in the UI too.
     with DagsterInstance.get() as instance:

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # A whole run takes 10-20 s here; these bound a hung run, they are not expectations.
@@ -12,15 +12,19 @@ RUN_TIMEOUT = 240
 WAIT_TIMEOUT = 120
 
 
-def start_materialize(env, log: Path, extra: dict[str, str] | None = None) -> subprocess.Popen:
+MATERIALIZE = ("-m", "dagster_project.materialize")
+
+
+def start_materialize(env, log: Path, command: Sequence[str] = MATERIALIZE) -> subprocess.Popen:
     """Start a run of the project's job against ``env``; its output goes to ``log``.
 
-    ``extra`` adds variables to the run's environment, such as a test-only dbt pause.
+    ``command`` is what Python runs: `make materialize`'s module, or a test's variant of it
+    (tests/paused_marts.py).
     """
     with log.open("wb") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "dagster_project.materialize"],
-            env={**os.environ, **env.variables, **(extra or {})},
+            [sys.executable, *command],
+            env={**os.environ, **env.variables},
             stdout=output,
             stderr=subprocess.STDOUT,
         )

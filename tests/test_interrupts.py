@@ -15,9 +15,6 @@ RAW = ("raw_customers", "raw_orders", "raw_payments")
 MARTS = ("customers", "orders")
 # Large enough that loading takes seconds, so the kill lands inside the load.
 BIG_CUSTOMERS = 3_000_000
-# Read by jaffle_shop/macros/pause_for_tests.sql: each mart waits this long before it is built.
-# Far longer than WAIT_TIMEOUT, so a dbt that did not stop on the signal fails the test.
-PAUSE_MARTS = {"JAFFLE_TEST_PAUSE_MARTS_SECONDS": "600"}
 
 
 def load_sample(env) -> None:
@@ -97,7 +94,10 @@ def test_terminating_a_run_while_dbt_runs_stops_dbt_before_the_marts_and_publish
     payments.write_text("\n".join([header, first.rsplit(",", 1)[0] + ",99900", *rest]) + "\n")
 
     log = project_env.root / "terminated.log"
-    run = start_materialize(project_env, log, PAUSE_MARTS)
+    # dbt holds at the start of each mart, far longer than WAIT_TIMEOUT, so a dbt that did not
+    # stop on the signal fails the test.
+    paused = ("-m", "tests.paused_marts", str(project_env.root / "paused_dbt_project"))
+    run = start_materialize(project_env, log, paused)
     try:
         wait_for(lambda: dbt_model_started(log, "customers"), "dbt to start building customers")
         (dbt,) = dbt_processes(psutil.Process(run.pid))

@@ -109,10 +109,14 @@ def test_every_dbt_test_ran_as_a_passing_asset_check(sample_run):
         if e.asset_key.to_user_string()
         in {"stg_customers", "stg_orders", "stg_payments", "customers", "orders"}
     }
-    assert len(dbt_checks) == 8
+    assert len(dbt_checks) == 15
     assert {
+        "unique_stg_customers_customer_id",
+        "not_null_stg_orders_order_id",
+        "unique_stg_payments_payment_id",
         "unique_customers_customer_id",
         "relationships_orders_customer_id__customer_id__ref_customers_",
+        "accepted_values_orders_status",
     } <= dbt_checks
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
 

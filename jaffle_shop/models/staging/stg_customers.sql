@@ -9,7 +9,9 @@ source as (
 renamed as (
 
     select
-        id as customer_id,
+        -- The marts' contracts declare integer keys, whatever type the loader gave the raw table
+        -- (DuckDB's read_csv infers bigint).
+        cast(id as integer) as customer_id,
         first_name,
         last_name
 

@@ -9,8 +9,9 @@ source as (
 renamed as (
 
     select
-        id as order_id,
-        user_id as customer_id,
+        -- The marts' contracts declare integer keys, whatever type the loader gave the raw table.
+        cast(id as integer) as order_id,
+        cast(user_id as integer) as customer_id,
         order_date,
         status
 

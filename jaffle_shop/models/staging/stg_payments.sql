@@ -9,8 +9,9 @@ source as (
 renamed as (
 
     select
-        id as payment_id,
-        order_id,
+        -- The marts' contracts declare integer keys, whatever type the loader gave the raw table.
+        cast(id as integer) as payment_id,
+        cast(order_id as integer) as order_id,
         payment_method,
 
         -- amount is stored in cents; the marts report exact dollars
