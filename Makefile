@@ -32,14 +32,14 @@ INSTANCE_CONFIG := your-dagster-home
 endif
 
 .PHONY: run test lint materialize chart bench setup browser clean your-dagster-home serve stop postgres \
-	java spark spark-stop
+	compose java spark spark-stop
 
 # `dg dev` is `dagster dev` (which still works) without its warning that `dg dev` supersedes it.
 # --no-check-yaml: the project has no component YAML to check, and the check costs 1.5 s per start.
 run: setup $(if $(filter spark,$(JAFFLE_ENV)),$(SPARK_NEEDS))
 	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} dg dev --no-check-yaml --host 127.0.0.1 --port $(UI_PORT)
 
-test: setup browser postgres $(SPARK_NEEDS)
+test: setup browser postgres compose $(SPARK_NEEDS)
 	pytest
 
 # The production shape on this machine: PostgreSQL, code server, daemon and webserver, each a
@@ -126,6 +126,17 @@ java: $(VENV)/.synced
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
 	  fi
 	@python dagster_project/system_check.py java >/dev/null
+
+# The Compose file is checked (tests/test_deploy_files.py) with Debian's docker-compose, which
+# needs no Docker daemon for that. As root on Debian or Ubuntu, make installs it.
+compose:
+	@command -v docker-compose >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
+	  else \
+	    echo "make test checks deploy/compose.yaml with docker-compose: install it with" \
+	         "'sudo apt-get install docker-compose' (or your system's package)." >&2; exit 1; \
+	  fi
 
 # `make serve` and its tests run a local PostgreSQL from Debian's packages, unless
 # DAGSTER_PG_HOST or DAGSTER_PG_URL names a server.

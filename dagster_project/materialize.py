@@ -7,6 +7,7 @@ from dagster import DagsterEventType, DagsterInstance, Definitions
 
 def main() -> int:
     from dagster_project.definitions import defs
+    from dagster_project.run_launcher import worker_tags
 
     return materialize(defs)
 
@@ -14,9 +15,10 @@ def main() -> int:
 def materialize(defs: Definitions) -> int:
     """Run ``defs``' job in this process; 0 if it succeeded, else 1 with each failed step's reason."""
     job = defs.resolve_job_def("jaffle_shop_job")
-    # DagsterInstance.get() follows DAGSTER_HOME, so headless runs show up in the UI too.
+    # DagsterInstance.get() follows DAGSTER_HOME, so headless runs show up in the UI too. The
+    # run names this process, so that run monitoring can fail the run if the process dies.
     with DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, raise_on_error=False, tags=worker_tags())
         if not result.success:
             for event in result.all_events:
                 if event.event_type == DagsterEventType.STEP_FAILURE:

@@ -1,18 +1,30 @@
-"""Dagster's default run launcher, plus the worker health check that run monitoring asks for.
+"""Dagster's default run launcher, plus a worker health check that holds across process boundaries.
 
 A run whose process dies outright (SIGKILL, out of memory) never reports its end: it stays
-STARTED, holds the `duckdb` pool and blocks the run queue. Dagster's run monitoring (the daemon
-`dagster dev` starts; `run_monitoring` in deploy/dagster.yaml) fails such runs, which frees
-their place, but it only checks runs when the launcher can tell a live worker from a dead one,
-and DefaultRunLauncher cannot. This one can, for any run executed on this machine: those it
-launches, and headless ones (`make materialize`, `execute_in_process`) alike.
+STARTED. Dagster's run monitoring (`run_monitoring` in deploy/dagster.yaml) fails such runs, but
+only when the launcher can tell a live worker from a dead one, and DefaultRunLauncher cannot.
+
+Run monitoring fails a run on any answer but RUNNING or SUCCESS, so this launcher answers FAILED
+only when it knows, and RUNNING when it cannot tell. It never looks a PID up in a process table
+it does not share with the worker: the daemon that asks may run in another container or pod, or
+in a PID namespace of its own, where a worker's PID names nothing, or someone else.
+
+- A run launched through a code server (from the UI, a schedule or a sensor) runs in a child of
+  that code server, which watches its children: it fails a run whose process died within a
+  second or two. So the daemon asks that code server, over gRPC as it launched the run, whether
+  it still executes the run. No means the code server was restarted or replaced since.
+- A run that `make materialize` executes in its own process is tagged with that process: its
+  PID, start time and process table. The daemon checks it when it shares that process table.
 """
 
 import json
-from dataclasses import dataclass
+import os
+import socket
+from pathlib import Path
 
 import psutil
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DefaultRunLauncher
+from dagster._core.errors import DagsterUserCodeUnreachableError
 
 # Not exported from `dagster` itself; dagster-docker and dagster-k8s import them from here too.
 # tests/test_run_launcher.py fails if they move.
@@ -20,53 +32,119 @@ from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 # DefaultRunLauncher tags each run it starts with the code server that runs it ({"host", "port"}).
 from dagster._core.storage.tags import GRPC_INFO_TAG
+from dagster._grpc.client import DagsterGrpcClient
+from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
+from dagster._serdes import deserialize_value
 
-# psutil derives a process's start time from the boot time, which Linux gives in whole seconds:
-# a live worker can appear to have started up to a second after it reported RUN_START.
-START_TIME_TOLERANCE_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class RunWorker:
-    """The process that reported a run's RUN_START, and when it did."""
-
-    pid: int
-    reported_start_at: float
-
-    def describe_death(self) -> str | None:
-        """Why this worker is dead, or None while it runs.
-
-        A PID alone is not enough: once the worker is gone, the system may give its PID to a new
-        process. A worker starts before it reports RUN_START, so a process with this PID that
-        started later is someone else.
-        """
-        try:
-            process = psutil.Process(self.pid)
-            # A killed child stays in the process table, as a zombie, until its parent reaps it.
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return f"The run's process (PID {self.pid}) has exited without finishing the run."
-            if process.create_time() > self.reported_start_at + START_TIME_TOLERANCE_SECONDS:
-                return (
-                    f"The run's process (PID {self.pid}) is gone: PID {self.pid} now belongs to "
-                    "another process, started after the run."
-                )
-        except psutil.NoSuchProcess:
-            return f"The run's process (PID {self.pid}) is gone."
-        except psutil.AccessDenied:
-            return None  # another user's process: it exists, and we cannot look closer
-        return None
+# The process a headless run executes in: {"process_table", "pid", "started"}.
+WORKER_TAG = "jaffle/worker"
+# Monitoring checks runs one after another: a code server that hangs must not hold them all.
+CODE_SERVER_TIMEOUT_SECONDS = 10
+# psutil computes a start time from the boot time and the process's start ticks; two readings of
+# the same process agree to well within this.
+SAME_START_SECONDS = 0.05
+KILLED = "it was killed (for example with SIGKILL, or for lack of memory) or crashed"
+WHAT_NEXT = "The run is marked failed so that the next runs can start; materialize again."
 
 
-def run_worker(instance: DagsterInstance, run_id: str) -> RunWorker | None:
-    """The process executing the run, from its latest RUN_START event; None before it has one."""
+def process_table() -> str:
+    """The process table this process's PIDs are numbers in: the machine's boot and PID namespace.
+
+    A PID means the same process to two processes only when these are equal: a container (or
+    `unshare --pid`) numbers its processes anew, and another machine's PIDs mean nothing here.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        # No /proc (macOS): no PID namespaces either; the host name tells machines apart.
+        return socket.gethostname()
+    return f"{boot}/{namespace}"
+
+
+def worker_tags() -> dict[str, str]:
+    """The tags for a run that this process executes itself, naming this process."""
+    me = psutil.Process()
+    worker = {"process_table": process_table(), "pid": me.pid, "started": me.create_time()}
+    return {WORKER_TAG: json.dumps(worker)}
+
+
+def reported_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    """The PID the run's process reported with RUN_START (in its own process table), for messages."""
     records = instance.get_records_for_run(
         run_id, of_type=DagsterEventType.RUN_START, limit=1, ascending=False
     ).records
-    if not records:
-        return None
-    entry = records[0].event_log_entry
-    pid = entry.dagster_event.pid if entry.dagster_event else None
-    return RunWorker(pid, entry.timestamp) if pid is not None else None
+    event = records[0].event_log_entry.dagster_event if records else None
+    return event.pid if event else None
+
+
+def running(message: str | None = None) -> CheckRunHealthResult:
+    return CheckRunHealthResult(WorkerStatus.RUNNING, message)
+
+
+def failed(message: str) -> CheckRunHealthResult:
+    # Monitoring puts this in the run's failure message, which users read in the UI.
+    return CheckRunHealthResult(WorkerStatus.FAILED, f"{message} {WHAT_NEXT}")
+
+
+def check_code_server(run: DagsterRun, pid: int | None) -> CheckRunHealthResult:
+    """Ask the code server that runs ``run`` whether it still executes it."""
+    server = json.loads(run.tags[GRPC_INFO_TAG])
+    where = f"{server.get('host')}:{server.get('port') or server.get('socket')}"
+    client = DagsterGrpcClient(
+        host=server.get("host"),
+        port=server.get("port"),
+        socket=server.get("socket"),
+        use_ssl=bool(server.get("use_ssl")),
+    )
+    try:
+        answer = client.can_cancel_execution(
+            CanCancelExecutionRequest(run_id=run.run_id), timeout=CODE_SERVER_TIMEOUT_SECONDS
+        )
+    except DagsterUserCodeUnreachableError:
+        # Down, restarting, or out of reach for a moment: its runs may still live (a network
+        # blip, an orphaned worker), so nothing is failed until it answers.
+        return running(f"The code server at {where} does not answer; its runs are checked once it does.")
+    if deserialize_value(answer, CanCancelExecutionResult).can_cancel:
+        return running()
+    process = f"The run's process (PID {pid})" if pid is not None else "The run's process"
+    return failed(
+        f"{process} is gone. It ran inside the code server at {where}, which no longer executes "
+        "it: a run ends with its code server, so if that code server stopped, restarted or was "
+        f"killed, that is why. Otherwise {KILLED}."
+    )
+
+
+def check_process(run: DagsterRun) -> CheckRunHealthResult:
+    """Look up the process a headless run named in its tags, if it is in our process table."""
+    worker = json.loads(run.tags[WORKER_TAG])
+    pid = worker["pid"]
+    if worker["process_table"] != process_table():
+        return running(
+            f"The run's process (PID {pid}) runs on another machine, or in another container or "
+            "PID namespace, than this daemon: it cannot be checked from here."
+        )
+    try:
+        process = psutil.Process(pid)
+        # A killed child stays in the process table, as a zombie, until its parent reaps it.
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return failed(
+                f"The run's process (PID {pid}) has exited without finishing the run. {_cap(KILLED)}."
+            )
+        if abs(process.create_time() - worker["started"]) > SAME_START_SECONDS:
+            return failed(
+                f"The run's process (PID {pid}) is gone: PID {pid} now belongs to another "
+                f"process, started after the run. {_cap(KILLED)}."
+            )
+    except psutil.NoSuchProcess:
+        return failed(f"The run's process (PID {pid}) is gone. {_cap(KILLED)}.")
+    except psutil.AccessDenied:
+        return running()  # another user's process: it exists, and we cannot look closer
+    return running()
+
+
+def _cap(text: str) -> str:
+    return text[0].upper() + text[1:]
 
 
 class HealthCheckedRunLauncher(DefaultRunLauncher):
@@ -77,32 +155,10 @@ class HealthCheckedRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        # Monitoring checks only STARTED runs, and a run becomes STARTED by reporting RUN_START:
-        # without one there is no process to check, and failing the run would be a guess.
-        worker = run_worker(self._instance, run.run_id)
-        if worker is None:
-            return CheckRunHealthResult(WorkerStatus.RUNNING, "The run has not reported its process yet.")
-        if death := worker.describe_death():
-            # Monitoring puts this in the run's failure message, which users read in the UI.
-            return CheckRunHealthResult(
-                WorkerStatus.FAILED,
-                f"{death} {_likely_causes(run)} The run is marked failed so that the next runs "
-                "can start; materialize again.",
-                run_worker_id=str(worker.pid),
-            )
-        return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker.pid))
-
-
-def _likely_causes(run: DagsterRun) -> str:
-    killed = "it was killed (for example with SIGKILL, or for lack of memory) or crashed"
-    if GRPC_INFO_TAG not in run.tags:
-        return f"{killed[0].upper()}{killed[1:]}."
-    # A run launched from the UI, a schedule or a sensor runs inside its code server (a child
-    # process, or the same container), and dies with it: under `make serve` or in a container,
-    # the code server can stop while the webserver and the daemon live on.
-    server = json.loads(run.tags[GRPC_INFO_TAG])
-    where = f"{server.get('host')}:{server.get('port') or server.get('socket')}"
-    return (
-        f"It ran inside the code server at {where}, and a run ends with its code server: if "
-        f"that code server stopped, restarted or was killed, that is why. Otherwise {killed}."
-    )
+        if GRPC_INFO_TAG in run.tags:
+            return check_code_server(run, reported_pid(self._instance, run.run_id))
+        if WORKER_TAG in run.tags:
+            return check_process(run)
+        # Started some other way (`dagster job execute`, a script's execute_in_process): nothing
+        # says where its process is, and failing the run would be a guess.
+        return running("The run does not say which process executes it: it cannot be checked.")

@@ -311,7 +311,8 @@ def load_serve_settings(env: dict[str, str] | None = None) -> ServeSettings:
         state_dir=resolve_path(env.get("JAFFLE_SERVE_DIR") or ".serve"),
         # Loopback unless told otherwise: the UI can launch runs and has no login.
         webserver_host=env.get("DAGSTER_WEBSERVER_HOST") or "127.0.0.1",
-        webserver_port=_port(env, "DAGSTER_WEBSERVER_PORT", 3000),
+        # UI_PORT, as `make run` takes it; Dagster's own name for it wins where both are set.
+        webserver_port=_port(env, "DAGSTER_WEBSERVER_PORT", None) or _port(env, "UI_PORT", 3000),
         code_server_port=_port(env, "DAGSTER_CODE_SERVER_PORT", None),
         postgres=postgres,
         local_postgres_port=None if postgres else _port(env, "DAGSTER_PG_PORT", None),

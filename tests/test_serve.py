@@ -2,8 +2,10 @@
 piece of it fails.
 
 One deployment (PostgreSQL, code server, daemon, webserver, each a process of its own) serves
-the module: starting it costs the most. Runs are launched through the webserver's GraphQL as the
-UI's **Materialize all** launches them. Each test leaves every service running.
+the module: starting it costs the most. The daemon and the code server each run in a PID
+namespace of its own, as containers run them: no service can see another's processes. Runs are
+launched through the webserver's GraphQL as the UI's **Materialize all** launches them. Each test
+leaves every service running.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import time
 import urllib.error
 from collections.abc import Iterator
 from contextlib import suppress
@@ -24,7 +28,15 @@ import psutil
 import pytest
 
 from dagster_project.serve.local_postgres import LocalPostgresError, server_binaries
-from dagster_project.serve.services import Deployment, PidFile, free_port, stop_group
+from dagster_project.serve.services import (
+    MAX_RESTARTS,
+    SERVICES,
+    Deployment,
+    PidFile,
+    RestartBudget,
+    free_port,
+    stop_group,
+)
 from dagster_project.settings import REPO_ROOT, PostgresServer, SettingsError, load_serve_settings
 from dagster_project.warehouse import LEASE_TAKEN
 from tests.browser import TERMINAL_RUN_STATUSES, DagsterDev, run_statuses, wait_for, wait_for_run_to_end
@@ -37,6 +49,8 @@ START_TIMEOUT = 120
 RUN_TIMEOUT = 300
 # Run monitoring checks every 10 s; a dead run is failed within 10 to 20 s of its death.
 RECOVERY_TIMEOUT = 180
+# The promise for a run whose worker was killed: failed within about 20 s, so 30 s on a busy machine.
+KILLED_RUN_FAILED_WITHIN = 30
 
 ASSETS_QUERY = """
 { assetNodes { assetKey { path }
@@ -53,6 +67,26 @@ SERVER_ID_QUERY = """
     locationOrLoadError { ... on RepositoryLocation { serverId } } } } } }
 """
 STEP_ENDS = ("ExecutionStepSuccessEvent", "ExecutionStepFailureEvent")
+# A container's view: PIDs numbered anew, the other services' processes out of sight. Root may
+# make the namespace; anyone else makes a user namespace to do so. --kill-child: the namespace
+# ends with its leader, as a container does.
+OWN_PID_NAMESPACE = (
+    "unshare",
+    *(() if os.geteuid() == 0 else ("--user", "--map-root-user")),
+    *("--pid", "--fork", "--mount-proc", "--kill-child"),
+)
+CONTAINED = ("code-server", "daemon")
+# What a run's page shows when the run failed, or when run monitoring thought its worker dead.
+RUN_FAILED = "RunFailureEvent"
+WORKER_DOUBTED = "Detected run worker status"
+
+
+class ContainedDeployment(Deployment):
+    """`make serve`'s services, with the daemon and the code server each in a PID namespace of its own."""
+
+    def command(self, name: str) -> list[str]:
+        command = super().command(name)
+        return [*OWN_PID_NAMESPACE, *command] if name in CONTAINED else command
 
 
 def ensure_postgresql_installed() -> None:
@@ -70,19 +104,24 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> ProjectEnv:
     return make_project_env(tmp_path_factory.mktemp("serve"))
 
 
-@pytest.fixture(scope="module")
-def served(project: ProjectEnv) -> Iterator[Deployment]:
+def serve_dir() -> Path:
     # pytest's temporary folders are closed to other users, and as root PostgreSQL runs as the
     # `postgres` user, who must reach its cluster: this folder is open to pass through (0711).
     state = Path(tempfile.mkdtemp(prefix="jaffle-serve-"))
     state.chmod(0o711)
+    return state
+
+
+@pytest.fixture(scope="module")
+def served(project: ProjectEnv) -> Iterator[Deployment]:
+    state = serve_dir()
     given = {name: value for name, value in os.environ.items() if name.startswith("DAGSTER_PG_")}
     settings = load_serve_settings(
         {**given, "JAFFLE_SERVE_DIR": str(state), "DAGSTER_WEBSERVER_PORT": str(free_port())}
     )
     if settings.postgres is None:
         ensure_postgresql_installed()
-    deployment = Deployment(settings, base_env={**os.environ, **project.variables})
+    deployment = ContainedDeployment(settings, base_env={**os.environ, **project.variables})
     try:
         deployment.start_all()
         yield deployment
@@ -117,8 +156,12 @@ def code_server_id(deployment: Deployment) -> str | None:
 
 
 def launch_materialize_all(deployment: Deployment) -> str:
+    return materialize_all(ui(deployment))
+
+
+def materialize_all(server: DagsterDev) -> str:
     """Launch a run as the UI's Materialize all button does: every asset and every check."""
-    nodes = ui(deployment).graphql(ASSETS_QUERY)["assetNodes"]
+    nodes = server.graphql(ASSETS_QUERY)["assetNodes"]
     assets = [{"path": node["assetKey"]["path"]} for node in nodes]
     checks = [
         {"name": check["name"], "assetKey": {"path": check["assetKey"]["path"]}}
@@ -127,7 +170,7 @@ def launch_materialize_all(deployment: Deployment) -> str:
     ]
     selector = {**UIGraphQL.repository, "jobName": "__ASSET_JOB", "assetSelection": assets}
     params = {"selector": {**selector, "assetCheckSelection": checks}, "mode": "default"}
-    launched = ui(deployment).graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+    launched = server.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return launched["run"]["runId"]
 
@@ -172,6 +215,10 @@ def run_workers(deployment: Deployment) -> list[psutil.Process]:
             if "spawn_main" in " ".join(child.cmdline()):
                 workers.append(child)
     return workers
+
+
+def pid_namespace(process: psutil.Process) -> str:
+    return os.readlink(f"/proc/{process.pid}/ns/pid")
 
 
 def is_loopback(address: str) -> bool:
@@ -220,6 +267,15 @@ def test_every_service_is_a_process_of_its_own_and_listens_on_loopback_only(depl
     assert [(name, ip) for name, ip in listening if not is_loopback(ip)] == []
 
 
+def test_the_daemon_and_the_code_server_run_in_pid_namespaces_of_their_own(deployment: Deployment):
+    def namespace(name: str) -> str:
+        (leader,) = psutil.Process(deployment.processes[name].pid).children()  # unshare's child
+        return pid_namespace(leader)
+
+    namespaces = {namespace(name) for name in CONTAINED} | {pid_namespace(psutil.Process())}
+    assert len(namespaces) == len(CONTAINED) + 1
+
+
 def test_two_materialize_all_runs_from_the_ui_both_succeed_and_never_use_duckdb_together(
     deployment: Deployment, project: ProjectEnv
 ):
@@ -228,23 +284,18 @@ def test_two_materialize_all_runs_from_the_ui_both_succeed_and_never_use_duckdb_
     statuses = [wait_for_run_to_end(ui(deployment), run, RUN_TIMEOUT) for run in runs]
 
     assert statuses == ["SUCCESS", "SUCCESS"]
+    # Run monitoring, in another PID namespace than the runs, never took a live run for dead.
+    doubts = [
+        (run, kind, message)
+        for run in runs
+        for _, kind, message in messages(deployment, run)
+        if kind == RUN_FAILED or WORKER_DOUBTED in message
+    ]
+    assert doubts == []
     first, second = sorted(warehouse_span(deployment, run) for run in runs)
     assert first[1] <= second[0], f"the runs used DuckDB at the same time: {first} and {second}"
     assert set(runs) <= recorded_runs(deployment)
     assert project.query("select count(*), sum(number_of_orders) from customers") == [(100, 99)]
-
-
-def test_run_history_survives_restarting_the_webserver_and_the_daemon(deployment: Deployment):
-    run = launch_materialize_all(deployment)
-    assert wait_for_run_to_end(ui(deployment), run, RUN_TIMEOUT) == "SUCCESS"
-    history = run_statuses(ui(deployment))
-
-    for name in ("webserver", "daemon"):
-        deployment.stop(name)
-        deployment.start(name)
-
-    assert run_statuses(ui(deployment)) == history
-    assert history[run] == "SUCCESS"
 
 
 def test_a_run_whose_code_server_is_killed_fails_saying_so_and_the_next_succeeds_once_it_is_back(
@@ -279,11 +330,15 @@ def test_a_run_worker_killed_with_sigkill_is_failed_and_the_next_run_succeeds_un
     (worker,) = wait_for("the run worker process", lambda: run_workers(deployment), START_TIMEOUT)
 
     worker.send_signal(signal.SIGKILL)
-    # Launched at once: it waits in the queue for the `duckdb` pool the killed run held.
+    killed_at = time.monotonic()
+    # Launched at once: it waits in the queue until the killed run is failed.
     next_run = launch_materialize_all(deployment)
 
+    failed_within = KILLED_RUN_FAILED_WITHIN - (time.monotonic() - killed_at)
+    assert (
+        wait_for(f"run {killed} to end", lambda: ended_status(deployment, killed), failed_within) == "FAILURE"
+    )
     assert wait_for_run_to_end(ui(deployment), next_run, RECOVERY_TIMEOUT + RUN_TIMEOUT) == "SUCCESS"
-    assert run_status(ui(deployment), killed) == "FAILURE"
     said = "\n".join(run_messages(ui(deployment), killed))
     assert re.search(
         rf"terminated by signal 9 \(SIGKILL\)|The run's process \(PID {worker.pid}\) (is gone|has exited)",
@@ -345,3 +400,89 @@ def test_a_postgresql_url_in_the_environment_replaces_the_local_cluster():
 def test_a_postgresql_host_without_its_password_is_refused_naming_the_variable():
     with pytest.raises(SettingsError, match="DAGSTER_PG_PASSWORD is not set"):
         load_serve_settings({"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_USER": "ops"})
+
+
+def test_make_serve_starts_each_service_that_crashed_again_keeping_the_history_and_serves_a_run(
+    tmp_path: Path,
+):
+    """`make serve` itself, on UI_PORT as `make run` takes it, with a local PostgreSQL of its own."""
+    ensure_postgresql_installed()
+    state, port = serve_dir(), free_port()
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith(("DAGSTER_PG_", "MAKE"))},
+        **make_project_env(tmp_path).variables,
+        "JAFFLE_SERVE_DIR": str(state),
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = ARTIFACTS / "make-serve.log"
+    with log.open("wb") as output:
+        serve = subprocess.Popen(
+            [
+                "make",
+                "-o",
+                ".venv/.synced",
+                "-o",
+                "jaffle_shop/target/manifest.json",
+                "serve",
+                f"UI_PORT={port}",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = DagsterDev(serve, f"http://127.0.0.1:{port}", log)
+
+    def came_back(name: str) -> int:
+        return log.read_text(errors="replace").count(f"The {name} is back.")
+
+    try:
+        wait_for("make serve to serve the UI on UI_PORT", server.is_serving, START_TIMEOUT)
+        wait_for("the code location to load", server.code_location_loaded, START_TIMEOUT)
+        assert wait_for_run_to_end(server, materialize_all(server), RUN_TIMEOUT) == "SUCCESS"
+        history = run_statuses(server)
+        for name in SERVICES:
+            before = came_back(name)
+            PidFile(state / "pids" / f"{name}.pid").process().kill()
+            wait_for(
+                f"make serve to start the {name} again",
+                lambda name=name, before=before: came_back(name) > before,
+                START_TIMEOUT,
+            )
+
+        wait_for("the code location to load again", server.code_location_loaded, START_TIMEOUT)
+        # The run history is all there: it is in PostgreSQL. And the services serve a new run.
+        assert run_statuses(server) == history
+        assert wait_for_run_to_end(server, materialize_all(server), RUN_TIMEOUT) == "SUCCESS"
+        assert serve.poll() is None
+        said = log.read_text(errors="replace")
+        assert all(f"The {name} exited with code -9" in said for name in SERVICES), said
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "dagster_project.serve", "stop"], env=env, cwd=REPO_ROOT, timeout=300
+        )
+        with suppress(subprocess.TimeoutExpired):
+            serve.wait(timeout=60)
+        with suppress(ProcessLookupError):
+            os.killpg(serve.pid, signal.SIGKILL)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_service_that_keeps_crashing_is_started_after_growing_delays_then_left_down():
+    budget = RestartBudget()
+
+    delays = [budget.next_delay("code-server", now=60.0 * minute) for minute in range(MAX_RESTARTS + 1)]
+
+    assert delays == [1, 2, 4, 8, 16, None]
+    # Crashes long ago no longer count, and each service has a budget of its own.
+    assert budget.next_delay("code-server", now=60.0 * 60) == 1
+    assert budget.next_delay("daemon", now=60.0 * 60) == 1
+
+
+def test_make_serve_takes_ui_port_as_make_run_does_and_dagster_webserver_port_before_it():
+    assert load_serve_settings({"UI_PORT": "3100"}).webserver_port == 3100
+    assert load_serve_settings({"UI_PORT": "3100", "DAGSTER_WEBSERVER_PORT": "3200"}).webserver_port == 3200
+    assert load_serve_settings({}).webserver_port == 3000
+    with pytest.raises(SettingsError, match="UI_PORT='x' must be a TCP port number"):
+        load_serve_settings({"UI_PORT": "x"})

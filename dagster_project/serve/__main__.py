@@ -9,12 +9,49 @@ import time
 import psutil
 
 from dagster_project.serve.local_postgres import LocalPostgresError
-from dagster_project.serve.services import Deployment, PidFile, ServiceError, stop_recorded
+from dagster_project.serve.services import (
+    MAX_RESTARTS,
+    RESTART_WINDOW,
+    Deployment,
+    PidFile,
+    RestartBudget,
+    ServiceError,
+    stop_recorded,
+)
 from dagster_project.settings import SettingsError, load_serve_settings
 
 
 def _stop_on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt  # `make stop` sends SIGTERM: stop in order, as on Ctrl-C
+
+
+def supervise(deployment: Deployment) -> int:
+    """Start each service that exits by itself again, as a process manager would; give up (and
+    return 1) on one that keeps crashing."""
+    budget = RestartBudget()
+    while True:
+        if not (exited := deployment.exited()):
+            time.sleep(1)
+            continue
+        name, code = exited
+        print(deployment.describe_exit(name, code), file=sys.stderr, flush=True)
+        while True:
+            if (delay := budget.next_delay(name)) is None:
+                print(
+                    f"The {name} crashed {MAX_RESTARTS + 1} times within {RESTART_WINDOW // 60} "
+                    "minutes: stopping the other services. Fix what its log says, then 'make serve'.",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"Starting the {name} again in {delay:g} s.", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            try:
+                deployment.restart(name)
+            except (ServiceError, LocalPostgresError) as error:
+                print(error, file=sys.stderr, flush=True)
+                continue
+            print(f"The {name} is back.", flush=True)
+            break
 
 
 def serve() -> int:
@@ -35,12 +72,7 @@ def serve() -> int:
             f"Logs: {deployment.logs}. Ctrl-C or 'make stop' stops them.",
             flush=True,
         )
-        while not (exited := deployment.exited()):
-            time.sleep(1)
-        name, code = exited
-        print(deployment.describe_exit(name, code), file=sys.stderr)
-        print("Stopping the other services; 'make serve' starts them all again.", file=sys.stderr)
-        return 1
+        return supervise(deployment)
     except KeyboardInterrupt:
         print("Stopping the services…", flush=True)
         return 0

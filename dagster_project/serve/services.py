@@ -40,6 +40,11 @@ SERVICES = ("postgres", "code-server", "daemon", "webserver")
 # Bounds for a busy machine, not expectations: the code server loads the project in 5 to 15 s here.
 START_TIMEOUT = 180
 STOP_GRACE = 20
+# A crashed service is started again after 1, 2, 4, 8 and 16 s. One that crashes more often than
+# that within 10 minutes has a fault that starting it again will not cure (a bad setting, a full
+# disk, a port someone else took), and `make serve` stops, showing the end of its log.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 600
 
 
 class ServiceError(RuntimeError):
@@ -121,6 +126,20 @@ def stop_group(pid_file: PidFile, stop_signal: int, grace: float = STOP_GRACE) -
                 member.kill()
         psutil.wait_procs(left, timeout=grace)
     return True
+
+
+@dataclass
+class RestartBudget:
+    """When to start a crashed service again, and when to stop trying."""
+
+    crashes: dict[str, list[float]] = field(default_factory=dict)
+
+    def next_delay(self, name: str, now: float | None = None) -> float | None:
+        """Record a crash of ``name``: seconds to wait before starting it again, or None to give up."""
+        now = time.monotonic() if now is None else now
+        recent = [at for at in self.crashes.get(name, []) if now - at < RESTART_WINDOW] + [now]
+        self.crashes[name] = recent
+        return None if len(recent) > MAX_RESTARTS else 2.0 ** (len(recent) - 1)
 
 
 @dataclass
@@ -256,6 +275,16 @@ class Deployment:
             if (code := process.poll()) is not None:
                 return name, code
         return None
+
+    def restart(self, name: str) -> None:
+        """Start a crashed service again, once what is left of its group is stopped: a killed
+        code server leaves its run workers behind, and they must not outlive it."""
+        self.stop(name)
+        try:
+            self.start(name)
+        except ServiceError:
+            self.stop(name)
+            raise
 
     def stop(self, name: str, stop_signal: int | None = None) -> None:
         # PostgreSQL's SIGTERM waits for every client to leave; SIGINT ends their sessions now.
