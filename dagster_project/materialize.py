@@ -7,13 +7,14 @@ from dagster import DagsterEventType, DagsterInstance, Definitions
 
 def main() -> int:
     from dagster_project.definitions import defs
-    from dagster_project.run_launcher import worker_tags
 
     return materialize(defs)
 
 
 def materialize(defs: Definitions) -> int:
     """Run ``defs``' job in this process; 0 if it succeeded, else 1 with each failed step's reason."""
+    from dagster_project.run_launcher import worker_tags
+
     job = defs.resolve_job_def("jaffle_shop_job")
     # DagsterInstance.get() follows DAGSTER_HOME, so headless runs show up in the UI too. The
     # run names this process, so that run monitoring can fail the run if the process dies.

@@ -1,9 +1,9 @@
-"""Loading a raw CSV file into a table of the same name, in the warehouse's build schema.
+"""Loading a raw CSV file into a version of its table, in the warehouse's build schema.
 
 What every engine shares: the three tables and their declared column types, the run config, the
 header check and the wording of a refusal. Each engine reads the file with its own CSV reader
 (``Session.load_csv`` in ``dagster_project/warehouse/``); the table lands in the private build
-schema, and the publish step makes it visible.
+schema as a version of the run's own, and the publish step makes it visible.
 """
 
 import csv
@@ -15,7 +15,6 @@ from pydantic import Field
 
 from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
 from dagster_project.csv_errors import RawFileError
-from dagster_project.warehouse import Session
 
 # Bump when the loading logic changes, so Dagster marks everything downstream as stale.
 INGEST_CODE_VERSION = "1"
@@ -93,11 +92,6 @@ def read_header(path: Path, table: RawTable) -> list[str]:
     if duplicated:
         raise RawFileError(f"{path}, line 1: column(s) {', '.join(duplicated)} appear twice.")
     return header
-
-
-def load_csv(session: Session, table: RawTable, path: Path, allow_empty: bool) -> int:
-    """Create or replace ``table`` in the build schema from ``path``; return the row count."""
-    return session.load_csv(table, path, allow_empty)
 
 
 def refused(table: RawTable, error: RawFileError) -> RawFileError:

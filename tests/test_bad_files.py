@@ -10,7 +10,7 @@ import pytest
 
 from dagster_project.csv_errors import RawFileError
 from dagster_project.data_source import DataSourceError, LocalDataSource
-from dagster_project.raw_load import RAW_TABLES, load_csv
+from dagster_project.raw_load import RAW_TABLES
 from dagster_project.settings import SAMPLE_DATA_DIR
 from dagster_project.warehouse.duckdb import DuckDBSession
 from tests.helpers import load_sample_tables, materialize_raw
@@ -32,9 +32,18 @@ def contents(conn, table: str) -> list[tuple]:
     return conn.execute(f"select * from main.{table} order by all").fetchall()
 
 
+def version(table: str) -> str:
+    """The version a test's load writes, in the private build schema."""
+    return f"{table}__{'0' * 32}"
+
+
+def load_csv(conn, table: str, path: Path, allow_empty: bool) -> int:
+    return DuckDBSession(conn).load_csv(TABLES[table], path, allow_empty=allow_empty, into=version(table))
+
+
 def loaded(conn, table: str) -> list[tuple]:
-    """What a load wrote: the table in the private build schema, before any publish."""
-    return conn.execute(f"select * from jaffle_build.{table} order by all").fetchall()
+    """What a load wrote: its version in the private build schema, before any publish."""
+    return conn.execute(f"select * from jaffle_build.{version(table)} order by all").fetchall()
 
 
 def write(folder: Path, name: str, data: bytes) -> Path:
@@ -46,11 +55,12 @@ def write(folder: Path, name: str, data: bytes) -> Path:
 def refused(conn, table: str, path: Path, allow_empty: bool = False) -> str:
     """Load ``path`` into ``table``; assert it fails and the table is untouched; the message."""
     before = contents(conn, table)
-    build_before = conn.execute(f"select * from jaffle_build.{table} order by all").fetchall()
+    build_before = DuckDBSession(conn).build_objects()
     with pytest.raises(RawFileError) as caught:
-        load_csv(DuckDBSession(conn), TABLES[table], path, allow_empty=allow_empty)
+        load_csv(conn, table, path, allow_empty=allow_empty)
     assert contents(conn, table) == before
-    assert conn.execute(f"select * from jaffle_build.{table} order by all").fetchall() == build_before
+    # Nothing half-written is left behind, and nothing that was there is gone.
+    assert DuckDBSession(conn).build_objects() == build_before
     message = str(caught.value)
     assert str(path) in message
     assert f"Nothing was published: {table} keeps its previous contents; fix the file" in message
@@ -82,7 +92,7 @@ def test_a_header_only_file_is_refused_unless_allow_empty_is_set(tmp_path, wareh
     assert "has a header but no rows" in message
     assert "set allow_empty: true in the run config" in message
 
-    assert load_csv(DuckDBSession(warehouse), TABLES["raw_customers"], path, allow_empty=True) == 0
+    assert load_csv(warehouse, "raw_customers", path, allow_empty=True) == 0
     assert loaded(warehouse, "raw_customers") == []
 
 
@@ -95,7 +105,7 @@ def test_a_missing_required_column_is_named(tmp_path, warehouse):
 
 def test_an_extra_column_loads_and_is_dropped(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"id,email,first_name,last_name\n1,a@b.c,Ann,B.\n")
-    assert load_csv(DuckDBSession(warehouse), TABLES["raw_customers"], path, allow_empty=False) == 1
+    assert load_csv(warehouse, "raw_customers", path, allow_empty=False) == 1
     assert loaded(warehouse, "raw_customers") == [(1, "Ann", "B.")]
 
 
@@ -153,13 +163,13 @@ def test_a_non_utf8_byte_is_located(tmp_path, warehouse):
 
 def test_a_utf8_bom_loads(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"\xef\xbb\xbf" + CUSTOMERS_HEADER + "1,Zoë,B.\n".encode())
-    assert load_csv(DuckDBSession(warehouse), TABLES["raw_customers"], path, allow_empty=False) == 1
+    assert load_csv(warehouse, "raw_customers", path, allow_empty=False) == 1
     assert loaded(warehouse, "raw_customers") == [(1, "Zoë", "B.")]
 
 
 def test_crlf_line_endings_load(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"id,first_name,last_name\r\n1,Ann,B.\r\n2,Bob,C.\r\n")
-    assert load_csv(DuckDBSession(warehouse), TABLES["raw_customers"], path, allow_empty=False) == 2
+    assert load_csv(warehouse, "raw_customers", path, allow_empty=False) == 2
     assert loaded(warehouse, "raw_customers") == [(1, "Ann", "B."), (2, "Bob", "C.")]
 
 

@@ -76,7 +76,7 @@ def test_every_status_and_payment_method_appears_in_the_default_sample_sized_dat
     con = load(tmp_path)
 
     def distinct(column, table):
-        return {value for (value,) in con.sql(f"select distinct {column} from {table}").fetchall()}
+        return {value for (value,) in con.execute(f"select distinct {column} from {table}").fetchall()}
 
     assert distinct("status", "raw_orders") == set(ORDER_STATUSES)
     assert distinct("payment_method", "raw_payments") == set(PAYMENT_METHODS)
@@ -98,7 +98,7 @@ def test_an_accepted_value_without_a_percentage_is_refused_with_a_message(tmp_pa
 
 def test_amounts_are_integer_cents_up_to_thirty_dollars_and_mostly_not_whole_dollars(tmp_path):
     generate(1, tmp_path)
-    cents = [amount for (amount,) in load(tmp_path).sql("select amount from raw_payments").fetchall()]
+    cents = [amount for (amount,) in load(tmp_path).execute("select amount from raw_payments").fetchall()]
 
     assert min(cents) >= 0
     assert max(cents) <= 3000
@@ -107,20 +107,22 @@ def test_amounts_are_integer_cents_up_to_thirty_dollars_and_mostly_not_whole_dol
 
 def test_customers_order_zero_to_five_or_more_times_and_about_a_third_never_order(tmp_path):
     generate(100, tmp_path)
-    orders_per_customer = load(tmp_path).sql(
-        "select count(o.id) as orders from raw_customers c left join raw_orders o on o.user_id = c.id group by c.id"
+    never, five_or_more = (
+        load(tmp_path)
+        .execute(
+            "select avg((orders = 0)::int), sum((orders >= 5)::int) from ("
+            "select count(o.id) as orders from raw_customers c left join raw_orders o on o.user_id = c.id "
+            "group by c.id)"
+        )
+        .fetchone()
     )
-
-    never, five_or_more = orders_per_customer.aggregate(
-        "avg((orders = 0)::int), sum((orders >= 5)::int)"
-    ).fetchone()
     assert 0.28 < never < 0.40
     assert five_or_more > 0
 
 
 def test_some_orders_are_paid_in_several_payments(tmp_path):
     generate(1, tmp_path)
-    several = load(tmp_path).sql(
+    several = load(tmp_path).execute(
         "select count(*) from (select order_id from raw_payments group by 1 having count(*) > 1)"
     )
 
@@ -129,7 +131,7 @@ def test_some_orders_are_paid_in_several_payments(tmp_path):
 
 def test_orders_span_about_two_years(tmp_path):
     generate(1, tmp_path)
-    days = load(tmp_path).sql("select max(order_date) - min(order_date) from raw_orders").fetchone()[0]
+    days = load(tmp_path).execute("select max(order_date) - min(order_date) from raw_orders").fetchone()[0]
 
     assert 700 <= days <= 730
 
@@ -139,15 +141,15 @@ def test_ids_are_unique_and_every_reference_points_at_an_existing_row(tmp_path):
     con = load(tmp_path)
 
     for table in ("raw_customers", "raw_orders", "raw_payments"):
-        assert con.sql(f"select count(*) = count(distinct id) from {table}").fetchone()[0], table
+        assert con.execute(f"select count(*) = count(distinct id) from {table}").fetchone()[0], table
     assert (
-        con.sql(
+        con.execute(
             "select count(*) from raw_orders where user_id not in (select id from raw_customers)"
         ).fetchone()[0]
         == 0
     )
     assert (
-        con.sql(
+        con.execute(
             "select count(*) from raw_payments where order_id not in (select id from raw_orders)"
         ).fetchone()[0]
         == 0

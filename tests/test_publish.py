@@ -58,7 +58,9 @@ def publish_all(session, cents: int, fingerprint: str) -> str:
 
 
 def main_objects(session) -> dict[str, str]:
-    tables = session.conn.execute("select table_name from duckdb_tables() where schema_name = 'main'").fetchall()
+    tables = session.conn.execute(
+        "select table_name from duckdb_tables() where schema_name = 'main'"
+    ).fetchall()
     views = session.conn.execute(
         "select view_name from duckdb_views() where schema_name = 'main' and not internal"
     ).fetchall()

@@ -6,8 +6,8 @@ test_bad_data.py; here each check's verdict, row count and message.
 
 import pytest
 
-from dagster_project.raw_checks import RAW_CHECKS
-from dagster_project.raw_load import RAW_TABLES, RawLoadConfig, load_csv
+from dagster_project.raw_checks import RAW_CHECKS, Candidate
+from dagster_project.raw_load import RAW_TABLES, RawLoadConfig
 from dagster_project.warehouse.duckdb import DuckDBSession
 from tests.helpers import load_sample_tables
 
@@ -22,17 +22,37 @@ HEADERS = {
 
 @pytest.fixture
 def conn(project_env):
-    """A warehouse whose published and build schemas hold the sample tables."""
+    """A warehouse that has published the sample tables, from the test's data folder."""
     with project_env.warehouse().get_connection() as conn:
-        load_sample_tables(conn)
+        load_sample_tables(conn, project_env.data_dir)
         yield conn
 
 
-def run_check(conn, tmp_path, table: str, rows: str, check: str, **config):
-    path = tmp_path / f"{table}.csv"
+def candidate(session: DuckDBSession, loaded: dict[str, tuple[str, str]]) -> Candidate:
+    """The raw tables a run that loaded ``loaded`` (name -> version, file) would publish."""
+    published = session.read_state().published
+    return Candidate(
+        versions={
+            **{name: entry.version for name, entry in published.items()},
+            **{name: version for name, (version, _) in loaded.items()},
+        },
+        published=published,
+        sources={name: path for name, (_, path) in loaded.items()},
+    )
+
+
+def run_check(conn, tmp_path, table: str, rows: str, check: str, folder: str = "data", **config):
+    """Load ``rows`` as a new file of ``table`` (in the published files' folder unless told
+    otherwise) and run one check on what a run would then publish."""
+    path = tmp_path / folder / f"{table}.csv"
+    path.parent.mkdir(exist_ok=True)
     path.write_text(HEADERS[table] + rows, encoding="utf-8")
-    load_csv(DuckDBSession(conn), TABLES[table], path, allow_empty=False)
-    return CHECKS[(table, check)].run(DuckDBSession(conn), RawLoadConfig(**config))
+    session = DuckDBSession(conn)
+    version = f"{table}__{'0' * 32}"
+    session.load_csv(TABLES[table], path, allow_empty=False, into=version)
+    return CHECKS[(table, check)].run(
+        session, RawLoadConfig(**config), candidate(session, {table: (version, str(path))})
+    )
 
 
 def test_every_check_is_blocking_with_error_severity():
@@ -50,7 +70,8 @@ def test_every_check_is_blocking_with_error_severity():
 
 
 def test_the_sample_data_passes_every_check(conn):
-    results = [check.run(DuckDBSession(conn), RawLoadConfig()) for check in RAW_CHECKS]
+    session = DuckDBSession(conn)
+    results = [check.run(session, RawLoadConfig(), candidate(session, {})) for check in RAW_CHECKS]
     assert [(r.asset_key.to_user_string(), r.check_name) for r in results if not r.passed] == []
 
 
@@ -122,7 +143,11 @@ def test_an_order_without_a_payment_fails_naming_the_order(conn, project_env, tm
     rows = "".join(f"{line}\n" for line in payments[1:] if line.split(",")[1] != "99")
     result = run_check(conn, tmp_path, "raw_payments", rows, "order_id_exists_in_raw_orders")
     assert result.passed
-    result = CHECKS[("raw_orders", "every_order_has_a_payment")].run(DuckDBSession(conn), RawLoadConfig())
+    session = DuckDBSession(conn)
+    loaded = {"raw_payments": (f"raw_payments__{'0' * 32}", str(tmp_path / "data" / "raw_payments.csv"))}
+    result = CHECKS[("raw_orders", "every_order_has_a_payment")].run(
+        session, RawLoadConfig(), candidate(session, loaded)
+    )
     assert not result.passed
     assert result.description == "1 row(s) of raw_orders have no payment in raw_payments: id 99 (1 row)."
 
@@ -161,3 +186,10 @@ def test_a_check_against_a_table_never_loaded_fails_saying_what_to_materialize(p
         "raw_orders cannot be checked against raw_payments, which has never been loaded. "
         "Materialize raw_payments together with raw_orders (or Materialize all)."
     )
+
+
+def test_a_file_from_another_folder_is_another_data_set_not_a_shrunk_export(conn, tmp_path):
+    tenth = "".join(f"{i},A,B.\n" for i in range(1, 11))
+    result = run_check(conn, tmp_path, "raw_customers", tenth, "row_count_did_not_shrink", folder="other")
+    assert result.passed
+    assert result.metadata["compared_with_last_publish"].value is False

@@ -121,8 +121,9 @@ class DuckDBSession(Session):
         try:
             # The path and the header's names are quoted as SQL literals, never spliced in raw:
             # quotes and spaces in them are safe.
+            # Replaced, not created: a step that runs again in the same run (a retry) loads again.
             conn.execute(
-                f"create table {target} as select {selected} from read_csv("
+                f"create or replace table {target} as select {selected} from read_csv("
                 f"{sql_string(str(path))}, columns = {{{file_columns}}}, header = true,"
                 " auto_detect = false, strict_mode = true,"
                 " delim = ',', quote = '\"', escape = '\"')"

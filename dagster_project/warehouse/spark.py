@@ -117,6 +117,8 @@ class SparkWarehouseSession(Session):
             .select(*table.columns)
         )
         self.ensure_databases()
+        # A step that runs again in the same run (a retry) loads again.
+        self.drop([into])
         try:
             frame.write.saveAsTable(f"{BUILD_SCHEMA}.{into}", format="parquet")
         except Exception as error:
