@@ -20,21 +20,33 @@ def test_python_reads_the_statuses_and_payment_methods_of_the_dbt_vars():
     assert PAYMENT_METHODS == ("credit_card", "coupon", "bank_transfer", "gift_card")
 
 
-def test_no_dbt_test_checks_again_what_a_raw_check_owns():
-    # The accepted values, and the raw ids, are checked once, by the raw checks, with the list
-    # above; dbt tests only the facts its models make.
+def test_the_dbt_project_tests_its_keys_its_marts_and_the_statuses_it_reads():
+    # The staging key tests repeat the raw id checks in a Dagster run, so that a bare `dbt build`
+    # tests the keys too (docs/reliability.md, "Which check runs where"); the status test reads
+    # the same var as the raw check.
     manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text(encoding="utf-8"))
     tests = sorted(node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "test")
     assert tests == [
+        "accepted_values_orders_status",
         "not_null_customers_customer_id",
         "not_null_orders_amount",
         "not_null_orders_customer_id",
         "not_null_orders_order_id",
+        "not_null_stg_customers_customer_id",
         "not_null_stg_orders_order_date",
+        "not_null_stg_orders_order_id",
+        "not_null_stg_payments_payment_id",
         "relationships_orders_customer_id__customer_id__ref_customers_",
         "unique_customers_customer_id",
         "unique_orders_order_id",
+        "unique_stg_customers_customer_id",
+        "unique_stg_orders_order_id",
+        "unique_stg_payments_payment_id",
     ]
+    (status,) = [
+        node for node in manifest["nodes"].values() if node["name"] == "accepted_values_orders_status"
+    ]
+    assert status["test_metadata"]["kwargs"]["values"] == "{{ var('order_statuses') }}"
 
 
 @pytest.mark.parametrize(

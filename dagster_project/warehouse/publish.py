@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from dagster import AssetExecutionContext, DagsterRunStatus, Failure, RunsFilter
+from dagster._core.launcher import WorkerStatus
 
 from dagster_project.catalog import restore_catalog
 from dagster_project.warehouse import Entry, Session, State, Warehouse, parse_version, run_key
@@ -132,21 +133,40 @@ def workspace_pointers(state: State, run_id: str) -> dict[str, str]:
 
 
 def ended_runs(context: AssetExecutionContext) -> Callable[[Iterable[str]], set[str]]:
-    """Which runs (ids as version names write them) the instance says have ended."""
+    """Which runs (ids as version names write them) the instance says have ended.
+
+    A run the instance still shows in flight is asked about through the instance's run
+    launcher, as run monitoring would ask: one whose process is gone is reported failed first
+    (a headless run killed outright has no daemon to notice it), so the instance says so too.
+    """
 
     def ended(keys: Iterable[str]) -> set[str]:
         keys = set(keys)
         if not keys:
             return set()
-        run_ids = [_run_id(key) for key in keys]
-        records = context.instance.get_run_records(RunsFilter(run_ids=run_ids))
-        return {
-            run_key(record.dagster_run.run_id)
-            for record in records
-            if record.dagster_run.status not in _MAY_STILL_WRITE
-        }
+        instance = context.instance
+        records = instance.get_run_records(RunsFilter(run_ids=[_run_id(key) for key in keys]))
+        found = set()
+        for record in records:
+            run = record.dagster_run
+            if run.status in _MAY_STILL_WRITE and not _reported_dead(instance, run):
+                continue
+            found.add(run_key(run.run_id))
+        return found
 
     return ended
+
+
+def _reported_dead(instance, run) -> bool:
+    """Whether the run launcher finds the run's process gone; if so, the run is reported failed."""
+    launcher = instance.run_launcher
+    if run.status != DagsterRunStatus.STARTED or not launcher.supports_check_run_worker_health:
+        return False
+    health = launcher.check_run_worker_health(run)
+    if health.status != WorkerStatus.FAILED:
+        return False
+    instance.report_run_failed(run, f"The run's process is gone: {health.msg or 'it was killed'}.")
+    return True
 
 
 def _run_id(key: str) -> str:
