@@ -4,6 +4,7 @@ They take turns: one run's steps all finish before the other's first step starts
 holds the warehouse from its first write to its end (write-audit-publish spans its steps).
 """
 
+import pytest
 from dagster import DagsterEventType, DagsterRunStatus
 
 from dagster_project.warehouse import LEASE_TAKEN
@@ -28,7 +29,18 @@ def warehouse_span(instance, run_id: str) -> tuple[float, float]:
     return taken, max(ended)
 
 
-def test_two_runs_launched_together_both_succeed_one_after_the_other(project_env, instance):
+# Instance settings a user might write. The project's ops declare no pool, so none of them can
+# hold a step back while another run holds the run lease (the deadlock pools and a lease made).
+INSTANCE_POOLS = {
+    "no pools": "",
+    "op granularity, limit 1": "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n",
+}
+
+
+@pytest.mark.parametrize("pools", list(INSTANCE_POOLS.values()), ids=list(INSTANCE_POOLS))
+def test_two_runs_launched_together_both_succeed_one_after_the_other(project_env, pools):
+    settings = project_env.dagster_home / "dagster.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8") + pools, encoding="utf-8")
     logs = [project_env.root / f"run_{n}.log" for n in (1, 2)]
     runs = [start_materialize(project_env, log) for log in logs]
     try:
@@ -38,6 +50,11 @@ def test_two_runs_launched_together_both_succeed_one_after_the_other(project_env
             run.kill()
     assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
 
+    with project_env.instance() as instance:
+        check_runs(project_env, instance)
+
+
+def check_runs(project_env, instance) -> None:
     records = instance.get_run_records()
     assert [record.dagster_run.status for record in records] == [DagsterRunStatus.SUCCESS] * 2
     first, second = sorted(warehouse_span(instance, record.dagster_run.run_id) for record in records)

@@ -1,7 +1,7 @@
 """Dead runs recover by themselves under `make run`: no one terminates or frees anything.
 
-A run whose process is killed outright (SIGKILL, out of memory) is marked failed, which frees
-its place in the queue and in the `duckdb` pool, and the next run succeeds within 2 minutes.
+A run whose process is killed outright (SIGKILL, out of memory) is marked failed, its run
+lease is gone with its process, and the next run succeeds within 2 minutes.
 One UI server, started as `make run` starts it, serves the module: starting it costs the most.
 """
 
@@ -27,7 +27,6 @@ from tests.processes import start_materialize
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 JOB = "jaffle_shop_job"
-SET_DUCKDB_POOL_LIMIT = 'mutation { setConcurrencyLimit(concurrencyKey: "duckdb", limit: 1) }'
 # The promise: after a run's process dies, the next run succeeds within 2 minutes.
 RECOVERY_TIMEOUT = 120
 # Bounds on a busy machine, not expectations: a run starts in 5 to 10 s here.
@@ -56,13 +55,7 @@ def server(ui_env: ProjectEnv) -> Iterator[Server]:
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / "dagster-dev-dead-runs.log"
     with dagster_dev(ui_env.variables, log) as dev:
-        startup_output = log.read_text(errors="replace")
-        # Dagster 1.13's queue learns a pool's default limit in its first pass over a run of the
-        # pool, after deciding about that run: in a fresh DAGSTER_HOME, the first queued run is
-        # not held. Setting the limit (to the default, as the UI's Pools page can) starts the
-        # tests where an instance is after its first UI run.
-        assert dev.graphql(SET_DUCKDB_POOL_LIMIT)["setConcurrencyLimit"]
-        yield Server(dev, startup_output)
+        yield Server(dev, log.read_text(errors="replace"))
 
 
 def wait_until_started(server: Server, run_id: str) -> None:
@@ -89,8 +82,8 @@ def test_a_ui_run_whose_worker_is_killed_fails_saying_so_and_the_next_run_succee
 def test_a_headless_run_killed_mid_way_is_failed_by_itself_and_the_ui_run_queued_behind_it_succeeds(
     server: Server, ui_env: ProjectEnv
 ):
-    # `make materialize` runs in its own process, which no code server watches: only run
-    # monitoring can tell that it died, and until then it holds the `duckdb` pool.
+    # `make materialize` runs in its own process, which no code server watches: run monitoring
+    # (or the next run, asking the same launcher) tells that it died.
     known = set(run_statuses(server.dev))
     headless = start_materialize(ui_env, ui_env.root / "headless.log")
     try:

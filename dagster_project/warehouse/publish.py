@@ -165,7 +165,7 @@ def _reported_dead(instance, run) -> bool:
     health = launcher.check_run_worker_health(run)
     if health.status != WorkerStatus.FAILED:
         return False
-    instance.report_run_failed(run, f"The run's process is gone: {health.msg or 'it was killed'}.")
+    instance.report_run_failed(run, health.msg)
     return True
 
 
