@@ -7,6 +7,7 @@ A terminal's Ctrl-C sends SIGINT to its foreground process group: `make` and wha
 import os
 import signal
 import subprocess
+from contextlib import suppress
 from pathlib import Path
 
 import psutil
@@ -43,6 +44,7 @@ def test_ctrl_c_stops_make_run_and_everything_it_started_within_10_s(tmp_path: P
             # The terminal's process group, whose leader is make.
             start_new_session=True,
         )
+    processes: list[psutil.Process] = []
     try:
         server = DagsterDev(make, f"http://127.0.0.1:{port}", log)
         wait_for("make run to serve the UI", server.is_serving, START_TIMEOUT)
@@ -51,7 +53,7 @@ def test_ctrl_c_stops_make_run_and_everything_it_started_within_10_s(tmp_path: P
         wait_for(f"run {run_id} to start", lambda: run_status(server, run_id) == "STARTED", START_TIMEOUT)
         wait_for("the run worker", lambda: run_workers(server), START_TIMEOUT)
         leader = psutil.Process(make.pid)
-        processes = [leader, *leader.children(recursive=True)]
+        processes += [leader, *leader.children(recursive=True)]
 
         os.killpg(make.pid, signal.SIGINT)
         _, alive = psutil.wait_procs(processes, timeout=STOP_PROMISE)
@@ -59,3 +61,7 @@ def test_ctrl_c_stops_make_run_and_everything_it_started_within_10_s(tmp_path: P
         assert [described(process) for process in alive] == [], log.read_text(errors="replace")[-3000:]
     finally:
         stop_process_group(make)
+        # dg dev leads a process group of its own, whose members outlive make if the test fails.
+        for process in processes:
+            with suppress(psutil.Error):
+                process.kill()
