@@ -8,6 +8,9 @@ MANIFEST := jaffle_shop/target/manifest.json
 DBT_SOURCES := $(shell find jaffle_shop -path jaffle_shop/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
 SCALE ?= 1
 ENGINE ?= duckdb
+# $(call flag,NAME,--option): --option when NAME=1, nothing when NAME is unset or 0; any other value
+# stops make, naming the variable, rather than being read one way or the other.
+flag = $(if $(filter-out 0 1,$($(1))),$(error $(1)=$($(1)): use $(1)=1 or leave it unset),$(if $(filter 1,$($(1))),$(2)))
 # `make spark`'s server: its port, and the folder of its tables, metastore and log.
 SPARK_PORT ?= 15002
 SPARK_DIR ?= $(CURDIR)/.spark
@@ -32,12 +35,15 @@ INSTANCE_CONFIG := your-dagster-home
 endif
 
 .PHONY: run test lint materialize chart bench setup browser clean your-dagster-home serve stop postgres \
-	compose java spark spark-stop
+	compose java spark spark-stop data sql
 
 # `dg dev` is `dagster dev` (which still works) without its warning that `dg dev` supersedes it.
 # --no-check-yaml: the project has no component YAML to check, and the check costs 1.5 s per start.
+# serve.dev runs it in a process group of its own and, on Ctrl-C, stops that whole group within
+# 10 s: dg dev's processes each spend seconds tearing down Python after they have stopped.
 run: setup $(if $(filter spark,$(JAFFLE_ENV)),$(SPARK_NEEDS))
-	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} dg dev --no-check-yaml --host 127.0.0.1 --port $(UI_PORT)
+	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} python -m dagster_project.serve.dev \
+	  dg dev --no-check-yaml --host 127.0.0.1 --port $(UI_PORT)
 
 test: setup browser postgres compose $(SPARK_NEEDS)
 	pytest
@@ -64,8 +70,18 @@ lint: $(VENV)/.synced
 	ruff format --check .
 	cd jaffle_shop && sqlfluff lint models
 
+# ALLOW_SHRINK=1 passes the run config allow_shrink: true (a raw file much smaller than the table
+# it replaces is accepted).
 materialize: setup
-	python -m dagster_project.materialize
+	python -m dagster_project.materialize $(call flag,ALLOW_SHRINK,--allow-shrink)
+
+# Generated data: SCALE=100 writes 10,000 customers into data/scale-100 (git-ignored).
+data: $(VENV)/.synced
+	python -m dagster_project.datagen --scale $(SCALE) --out data/scale-$(SCALE)
+
+# The DuckDB shell (duckdb-cli, locked with the duckdb library) on the project's DuckDB file.
+sql: $(VENV)/.synced
+	@python -m dagster_project.sql_shell
 
 chart: setup
 	python -m dagster_project.open_chart

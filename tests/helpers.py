@@ -1,6 +1,8 @@
 """What tests share besides fixtures: an isolated copy of the project, and the UI's GraphQL API."""
 
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -33,6 +35,38 @@ PROJECT_ASSETS = (
 
 # The executables of the venv running the tests, whatever it is called and wherever it is.
 VENV_BIN = Path(sys.executable).parent
+# What `make` takes as up to date in the tests that run it: building the venv or the dbt manifest
+# is `make setup`'s business (tests/test_make_setup.py), and `make test` has just done both.
+MAKE_UP_TO_DATE = ("-o", ".venv/.synced", "-o", "jaffle_shop/target/manifest.json")
+
+
+def shell_environment(variables: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a new terminal, plus ``variables``: no venv activated, no make of ours.
+
+    `make test` runs pytest with the venv first on PATH and make's own variables set; a user
+    typing a command has neither.
+    """
+    ours = ("VIRTUAL_ENV", "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "DAGSTER_HOME")
+    env = {name: value for name, value in os.environ.items() if name not in ours}
+    env["PATH"] = os.pathsep.join(
+        folder for folder in env.get("PATH", "").split(os.pathsep) if Path(folder) != VENV_BIN
+    )
+    return {**env, **(variables or {})}
+
+
+def run_make(
+    *arguments: str, env: dict[str, str], cwd: Path = REPO_ROOT, timeout: float = 300, stdin: str = ""
+) -> subprocess.CompletedProcess:
+    """`make ARGUMENTS` as typed in a terminal at ``cwd``, with ``env`` as its environment."""
+    return subprocess.run(
+        ["make", "--no-print-directory", *MAKE_UP_TO_DATE, *arguments],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @dataclass
