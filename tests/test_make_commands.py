@@ -108,7 +108,7 @@ def test_make_sql_opens_the_published_tables_read_only(tmp_path: Path):
 
     assert result.returncode == 0, result.stderr
     assert "raw_customers" in result.stdout
-    assert "│      100 │" in result.stdout
+    assert "│       100 │" in result.stdout
     assert "read-only" in result.stderr
     with env.warehouse().get_connection(read_only=True) as conn:
         assert not conn.execute("select * from duckdb_tables() where table_name = 'mine'").fetchall()
