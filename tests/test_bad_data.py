@@ -262,3 +262,75 @@ def test_materialize_selected_on_an_unchanged_raw_asset_alone_publishes_it(good)
     assert published(env) == before
     assert instance.get_latest_materialization_event(AssetKey("raw_orders")).run_id == result.run_id
     assert_catalog_matches_warehouse(env, instance)
+
+
+def assert_nothing_pending(env) -> None:
+    """No run left a pending record behind."""
+    assert env.query("select run_id, name from jaffle_build.wap_state where not published") == []
+
+
+def test_a_raw_table_and_a_model_reading_it_through_an_unselected_one_are_refused_before_anything_runs(good):
+    env, instance, before = good
+    path = env.data_dir / "raw_customers.csv"
+    replace_file(path, path.read_text(encoding="utf-8") + "101,Ann,B.\n")
+    selection = [AssetKey(name) for name in ("raw_customers", "customers", "order_count_chart")]
+
+    result = env.run_job(instance, asset_selection=selection)
+
+    assert not result.success
+    assert published(env) == before
+    assert_catalog_matches_warehouse(env, instance)
+    assert_nothing_pending(env)
+    # Whichever step Dagster ran first refused: nothing in the subset orders them.
+    assert result.get_failed_step_keys() == {"raw_tables", "jaffle_shop_dbt_assets"}
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        message = (error.cause or error).message
+        assert "raw_customers is loaded, and models that read it are rebuilt, but stg_customers" in message
+        assert "Select stg_customers too (or Materialize all)" in message
+
+
+def test_new_payments_without_every_mart_that_reads_them_publish_nothing(good):
+    # Valid new payments, loaded with stg_payments and customers but not orders: orders would
+    # keep the old payments while customers had the new ones.
+    env, instance, before = good
+    path = env.data_dir / "raw_payments.csv"
+    replace_file(path, path.read_text(encoding="utf-8") + "114,1,coupon,500\n")
+    selection = [
+        AssetKey(name) for name in ("raw_payments", "stg_payments", "customers", "order_count_chart")
+    ]
+
+    result = env.run_job(instance, asset_selection=selection)
+
+    assert not result.success
+    assert published(env) == before
+    assert_catalog_matches_warehouse(env, instance)
+    assert_nothing_pending(env)
+    assert "raw_payments changes, and orders reads it" in failure_message(result)
+
+
+def test_a_customer_missing_from_raw_customers_alone_is_caught_by_the_orders_check(good):
+    env, instance, before = good
+    path = env.data_dir / "raw_customers.csv"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    replace_file(path, "".join(line for line in lines if not line.startswith("1,")))
+
+    result = env.run_job(instance, asset_selection=[AssetKey("raw_customers")])
+
+    assert not result.success
+    assert published(env) == before
+    assert_catalog_matches_warehouse(env, instance)
+    assert "- raw_orders: user_id_exists_in_raw_customers." in failure_message(result)
+
+
+def test_materialize_selected_on_each_single_asset_keeps_what_users_read_consistent(good):
+    env, instance, before = good
+    tables = {name: rows for name, rows in before.items() if name != "chart"}
+    for name in (*TABLE_ASSETS, *VIEW_ASSETS, "order_count_chart"):
+        result = env.run_job(instance, asset_selection=[AssetKey(name)])
+        assert result.success, name
+        # The same files: every table users read is as it was (the chart is redrawn, new date).
+        assert {key: rows for key, rows in published(env).items() if key != "chart"} == tables, name
+        assert_catalog_matches_warehouse(env, instance)
+        assert_nothing_pending(env)
+        assert instance.get_latest_materialization_event(AssetKey(name)).run_id == result.run_id, name
