@@ -145,7 +145,7 @@ def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
         entries[table.name] = raw_entry(
             table.name, version_name(table.name, run_id), path, source.fingerprint(table.file_name)
         )
-    publish.publish(session, run_id, entries)
+    publish.publish(session, run_id, entries, lambda _: None)
 
 
 def materialize_raw(

@@ -53,7 +53,7 @@ def published(session) -> tuple:
 def publish_all(session, cents: int, fingerprint: str) -> str:
     run_id = new_run()
     session.stage(run_id, load_raw(session, run_id, cents, fingerprint))
-    wap.publish(session, run_id, build_models(session, run_id, fingerprint))
+    wap.publish(session, run_id, build_models(session, run_id, fingerprint), print)
     return run_id
 
 
@@ -97,7 +97,7 @@ def test_publishing_a_changed_raw_table_without_the_models_that_read_it_is_refus
     publish_all(session, 500, "a")
     run_id = new_run()
     with pytest.raises(wap.PublishRefusedError) as refused:
-        wap.publish(session, run_id, load_raw(session, run_id, 900, "b"))
+        wap.publish(session, run_id, load_raw(session, run_id, 900, "b"), print)
     assert "raw changes, and mart, stg read it" in str(refused.value)
     assert "Select mart, stg too (or Materialize all)" in str(refused.value)
     assert published(session) == (500, 5, 5)
@@ -106,7 +106,7 @@ def test_publishing_a_changed_raw_table_without_the_models_that_read_it_is_refus
 def test_an_unchanged_raw_file_may_be_published_alone(session):
     publish_all(session, 500, "a")
     run_id = new_run()
-    wap.publish(session, run_id, load_raw(session, run_id, 500, "a"))
+    wap.publish(session, run_id, load_raw(session, run_id, 500, "a"), print)
     assert published(session) == (500, 5, 5)
 
 
@@ -147,7 +147,7 @@ def test_a_version_a_published_view_reads_is_kept(session):
     first = publish_all(session, 500, "a")
     # The same file again, published alone: the published stg still reads the first raw version.
     again = new_run()
-    wap.publish(session, again, load_raw(session, again, 500, "a"))
+    wap.publish(session, again, load_raw(session, again, 500, "a"), print)
     ended = {first.replace("-", ""), again.replace("-", "")}
     wap.collect_garbage(session, lambda keys: ended & set(keys), new_run())
     assert published(session) == (500, 5, 5)
@@ -160,7 +160,7 @@ def test_publish_is_one_transaction(session):
     # The second view cannot be created: nothing of the publish may be seen.
     entries["stg"] = Entry("missing_version", "view", {"raw": "a"})
     with pytest.raises(duckdb.Error):
-        wap.publish(session, run_id, entries)
+        wap.publish(session, run_id, entries, print)
     assert published(session) == (500, 5, 5)
     (sql,) = session.conn.execute("select sql from duckdb_views() where view_name = 'mart'").fetchone()
     assert run_id.replace("-", "") not in sql

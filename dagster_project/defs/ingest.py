@@ -150,7 +150,7 @@ def raw_tables(
             elif publish_later:
                 session.stage(run_id, entries)
             else:
-                wap.publish(session, run_id, entries)
+                wap.publish(session, run_id, entries, context.log.info)
         except wap.PublishRefusedError as refused:
             wap.discard(session, run_id)
             raise Failure(description=str(refused)) from None

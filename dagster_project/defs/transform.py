@@ -159,15 +159,12 @@ def build_and_publish(
         raise Failure(description=_failure_description(invocation, failed_checks))
     run_id = context.op_execution_context.run_id
     with duckdb.session() as session:
-        raw_pending = session.read_state().pending.get(run_id, {})
         built = _built(invocation, [unique_id for unique_id, _ in held])
         entries = _freeze(session, run_id, built, pointers)
         try:
-            wap.publish(session, run_id, entries)
+            wap.publish(session, run_id, entries, context.log.info)
         except wap.PublishRefusedError as refused:
             raise Failure(description=str(refused)) from None
-        published = {**raw_pending, **entries}
-        context.log.info(f"Published {', '.join(sorted(published))}.")
         metadata = session.table_metadata(entries)
     for (_, event), model in zip(held, built, strict=True):
         yield event.with_metadata({**event.metadata, **metadata[model.name]})
