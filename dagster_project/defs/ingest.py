@@ -7,7 +7,7 @@ together after this run. Only when all of them pass is anything published, and o
 published is recorded as a materialization. When a dbt model of the same run reads the loaded
 tables, they stay pending and the dbt step publishes them together with the models, after the
 dbt tests (``dagster_project/warehouse/publish.py``); Dagster needs this step's outputs before
-it starts the dbt step, so those are recorded here, and ``dagster_project/catalog.py`` restates
+it starts the dbt step, so those are recorded here, and ``dagster_project/warehouse/catalog.py`` restates
 the last publish if the run fails later.
 """
 
@@ -68,7 +68,7 @@ def raw_data_version(name: str, entry: Entry) -> DataVersion:
 
 
 # Dagster starts the dbt step only once this step has yielded its outputs, which records them
-# (dagster_project/catalog.py says how a failure later in the run is put right).
+# (dagster_project/warehouse/catalog.py says how a failure later in the run is put right).
 PENDING = (
     "Loaded and passed every raw check; published together with the dbt models of this run "
     "that read it, after the dbt tests."

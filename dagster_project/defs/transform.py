@@ -19,12 +19,12 @@ from dagster import (
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 from packaging import version
 
-from dagster_project.catalog import restore_catalog
 from dagster_project.dbt_child import PARENT_VARIABLE
 from dagster_project.dbt_project import jaffle_shop_project
 from dagster_project.defs.ingest import RAW_KEYS
 from dagster_project.warehouse import Entry, Session, Warehouse, version_name
 from dagster_project.warehouse import publish as wap
+from dagster_project.warehouse.catalog import restore_catalog
 
 
 class DbtCli(DbtCliResource):

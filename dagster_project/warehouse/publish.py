@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable
 from dagster import AssetExecutionContext, DagsterRunStatus, Failure, RunsFilter
 from dagster._core.launcher import WorkerStatus
 
-from dagster_project.catalog import restore_catalog
 from dagster_project.warehouse import Entry, Session, State, Warehouse, parse_version, run_key
+from dagster_project.warehouse.catalog import restore_catalog
 
 # Runs in these states may still write: their versions are never collected.
 _MAY_STILL_WRITE = {
