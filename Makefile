@@ -122,7 +122,7 @@ $(PROJECT_DAGSTER_HOME)/dagster.yaml: $(INSTANCE_TEMPLATE)
 # Never written: without a dagster.yaml, Dagster runs on its defaults, so say how to get ours.
 your-dagster-home:
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || echo "DAGSTER_HOME ($(DAGSTER_HOME)) has no dagster.yaml," \
-	  "so Dagster runs without this project's settings (one DuckDB run at a time, dead runs failed" \
+	  "so Dagster runs without this project's settings (a 1 s run queue, dead runs failed" \
 	  "by themselves); to use them: mkdir -p $(DAGSTER_HOME) && cp $(CURDIR)/$(INSTANCE_TEMPLATE) $(DAGSTER_HOME)/" >&2
 
 # The browser test drives the system's Chromium or Chrome (system_check.py says where it looks),

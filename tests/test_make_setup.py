@@ -45,7 +45,7 @@ def test_a_dagster_home_you_set_without_settings_gets_one_line_on_how_to_copy_th
     assert list(tmp_path.iterdir()) == []
     assert result.stderr.splitlines() == [
         f"DAGSTER_HOME ({tmp_path}) has no dagster.yaml, so Dagster runs without this project's "
-        "settings (one DuckDB run at a time, dead runs failed by themselves); to use them: "
+        "settings (a 1 s run queue, dead runs failed by themselves); to use them: "
         f"mkdir -p {tmp_path} && cp {INSTANCE_TEMPLATE} {tmp_path}/"
     ]
 
