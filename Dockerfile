@@ -9,7 +9,7 @@ COPY . .
 # loading the code never runs `dbt parse`.
 RUN pip install --no-cache-dir uv==0.13.9 \
     && uv sync --frozen --no-dev \
-    && .venv/bin/python -m dagster_project.prepare
+    && .venv/bin/python -m dagster_project.cli.prepare
 ENV PATH=/opt/jaffle/.venv/bin:$PATH \
     DAGSTER_HOME=/opt/dagster/home
 RUN mkdir -p $DAGSTER_HOME && cp deploy/production/dagster.yaml $DAGSTER_HOME/

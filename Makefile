@@ -73,18 +73,18 @@ lint: $(VENV)/.synced
 # ALLOW_SHRINK=1 passes the run config allow_shrink: true (a raw file much smaller than the table
 # it replaces is accepted).
 materialize: setup
-	python -m dagster_project.materialize $(call flag,ALLOW_SHRINK,--allow-shrink)
+	python -m dagster_project.cli.materialize $(call flag,ALLOW_SHRINK,--allow-shrink)
 
 # Generated data: SCALE=100 writes 10,000 customers into data/scale-100 (git-ignored).
 data: $(VENV)/.synced
-	python -m dagster_project.datagen --scale $(SCALE) --out data/scale-$(SCALE)
+	python -m dagster_project.cli.datagen --scale $(SCALE) --out data/scale-$(SCALE)
 
 # The DuckDB shell (duckdb-cli, locked with the duckdb library) on the project's DuckDB file.
 sql: $(VENV)/.synced
-	@python -m dagster_project.sql_shell
+	@python -m dagster_project.cli.sql_shell
 
 chart: setup
-	python -m dagster_project.open_chart
+	python -m dagster_project.cli.open_chart
 
 bench: setup $(if $(filter spark,$(ENGINE)),$(SPARK_NEEDS))
 	python -m bench --scale $(SCALE) --engine $(ENGINE)
@@ -112,7 +112,7 @@ $(VENV)/.spark-synced: $(VENV)/.synced
 
 # Built once here, so that importing the code never runs `dbt parse`.
 $(MANIFEST): $(VENV)/.synced profiles.yml $(DBT_SOURCES)
-	python -m dagster_project.prepare
+	python -m dagster_project.cli.prepare
 
 # The project's home holds no settings of anyone else's, so it follows the template.
 $(PROJECT_DAGSTER_HOME)/dagster.yaml: $(INSTANCE_TEMPLATE)

@@ -11,7 +11,7 @@ from pathlib import Path
 import bench
 from bench import cases, data, report, ui
 from bench.measure import CommandFailed
-from dagster_project.datagen import positive_int
+from dagster_project.cli.datagen import positive_int
 from dagster_project.serve.spark_connect import SparkServerError, running_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

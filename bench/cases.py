@@ -31,7 +31,7 @@ README_COMMAND = [
     *("asset", "materialize", "--select", "*", "-m", "dagster_project.definitions"),
 ]
 # `make materialize`.
-MAKE_MATERIALIZE = [sys.executable, "-m", "dagster_project.materialize"]
+MAKE_MATERIALIZE = [sys.executable, "-m", "dagster_project.cli.materialize"]
 
 
 @dataclass(frozen=True)

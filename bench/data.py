@@ -5,7 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
-from dagster_project import datagen
+from dagster_project.cli import datagen
 
 SEED = 0
 MARKER = "generated.json"

@@ -72,7 +72,7 @@ def render(results: dict[str, dict]) -> str:
         "",
         "- **Dagster**: the README's `dagster asset materialize --select '*' -m dagster_project.definitions`: "
         "every asset with its checks, `dbt build` and its publish, the chart. "
-        "**make materialize**: `python -m dagster_project.materialize`, the same work.",
+        "**make materialize**: `python -m dagster_project.cli.materialize`, the same work.",
         "- **bare**: DuckDB `create table ... as select * from read_csv(...)` for each CSV, then `dbt build`.",
         *(
             [

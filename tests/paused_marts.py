@@ -67,8 +67,8 @@ def with_paused_marts(defs: Definitions, project_dir: Path) -> Definitions:
 
 
 def main() -> int:
+    from dagster_project.cli.materialize import materialize
     from dagster_project.definitions import defs
-    from dagster_project.materialize import materialize
 
     return materialize(with_paused_marts(defs, Path(sys.argv[1])))
 

@@ -1,4 +1,4 @@
-"""Runs of `python -m dagster_project.materialize` in their own process, as `make materialize`."""
+"""Runs of `python -m dagster_project.cli.materialize` in their own process, as `make materialize`."""
 
 import os
 import subprocess
@@ -12,7 +12,7 @@ RUN_TIMEOUT = 240
 WAIT_TIMEOUT = 120
 
 
-MATERIALIZE = ("-m", "dagster_project.materialize")
+MATERIALIZE = ("-m", "dagster_project.cli.materialize")
 
 
 def start_materialize(env, log: Path, command: Sequence[str] = MATERIALIZE) -> subprocess.Popen:

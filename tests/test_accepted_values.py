@@ -72,8 +72,8 @@ def test_a_missing_or_malformed_var_is_refused_naming_the_file_and_the_fix(tmp_p
 
 
 def test_the_data_generator_reads_the_list_without_importing_dagster():
-    # Importing dagster takes about 2 s; `python -m dagster_project.datagen` should start at once.
-    code = "import sys, dagster_project.datagen; print('dagster' in sys.modules)"
+    # Importing dagster takes about 2 s; `python -m dagster_project.cli.datagen` should start at once.
+    code = "import sys, dagster_project.cli.datagen; print('dagster' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )

@@ -5,9 +5,9 @@ import re
 import duckdb
 import pytest
 
-from dagster_project import datagen
 from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
-from dagster_project.datagen import generate, main
+from dagster_project.cli import datagen
+from dagster_project.cli.datagen import generate, main
 
 
 def load(out):
@@ -90,7 +90,7 @@ def test_an_accepted_value_without_a_percentage_is_refused_with_a_message(tmp_pa
 
     assert str(error.value) == (
         "The dbt var payment_methods in jaffle_shop/dbt_project.yml lists "
-        "credit_card, coupon, bank_transfer, gift_card, voucher, but dagster_project/datagen.py "
+        "credit_card, coupon, bank_transfer, gift_card, voucher, but dagster_project/cli/datagen.py "
         "has percentages for credit_card, bank_transfer, coupon, gift_card: "
         "give each accepted value a percentage there, and none other."
     )

@@ -21,7 +21,7 @@ from bench.bare import DBT_SCHEMA, dbt_build_on_duckdb
 from bench.bare import load_raw_tables as load_into_duckdb
 from bench.bare_spark import dbt_build_on_spark
 from bench.bare_spark import load_raw_tables as load_into_spark
-from dagster_project.datagen import generate
+from dagster_project.cli.datagen import generate
 
 pytestmark = pytest.mark.spark
 

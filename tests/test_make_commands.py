@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus
 
-from dagster_project.datagen import generate
+from dagster_project.cli.datagen import generate
 from dagster_project.settings import REPO_ROOT, SAMPLE_DATA_DIR
 from tests.helpers import VENV_BIN, load_sample_tables, make_project_env, run_make, shell_environment
 

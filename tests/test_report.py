@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from dagster import AssetMaterialization, MetadataValue, build_asset_context
 
-from dagster_project import open_chart
+from dagster_project.cli import open_chart
 from dagster_project.defs.report import (
     CHART_FILE_NAME,
     ChartConfig,

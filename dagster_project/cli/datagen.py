@@ -5,7 +5,7 @@ not the minutes a Python loop would. Each random choice is `hash(seed, column, i
 a pure function of its row, which makes the files byte-identical for a given seed
 however DuckDB schedules its threads.
 
-    python -m dagster_project.datagen --scale 100 --out data/scale-100 [--seed 0]
+    python -m dagster_project.cli.datagen --scale 100 --out data/scale-100 [--seed 0]
 """
 
 import argparse
@@ -174,7 +174,7 @@ def check_percentages(percent: dict[str, int], accepted: tuple[str, ...], var: s
     if set(percent) != set(accepted):
         raise ValueError(
             f"The dbt var {var} in jaffle_shop/dbt_project.yml lists {', '.join(accepted)}, but "
-            f"dagster_project/datagen.py has percentages for {', '.join(percent)}: "
+            f"dagster_project/cli/datagen.py has percentages for {', '.join(percent)}: "
             "give each accepted value a percentage there, and none other."
         )
 
@@ -217,7 +217,7 @@ def generate(scale: int, out: Path, seed: int = 0) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m dagster_project.datagen", description=__doc__.split("\n\n")[0]
+        prog="python -m dagster_project.cli.datagen", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--scale", type=positive_int, required=True, help="1 is the sample size: 100 customers"

@@ -14,7 +14,7 @@ def run_config(allow_shrink: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dagster_project.materialize", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dagster_project.cli.materialize", description=__doc__)
     parser.add_argument(
         "--allow-shrink",
         action="store_true",
