@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import re
-from datetime import date
 from pathlib import Path
+
+from dagster_project.input_contract import EXPECTED, invalid
 
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
 _ORIGINAL = re.compile(r"Original Line: (.*?)\n", re.DOTALL)
@@ -73,26 +74,13 @@ def describe_csv_error(path: Path, header: list[str], error: Exception) -> str:
     return f"{where}: {problem}{shown}"
 
 
-def _invalid(value: str, declared: str) -> bool:
-    """Whether ``value`` cannot be read as ``declared`` (an empty field reads as null)."""
-    if value == "" or declared == "VARCHAR":
-        return False
-    try:
-        if declared == "INTEGER":
-            return not -(2**31) <= int(value) < 2**31
-        if declared == "DATE":
-            date.fromisoformat(value)
-            return len(value) != 10
-    except ValueError:
-        return True
-    return False
-
-
 def locate_bad_record(path: Path, header: list[str], columns: dict[str, str]) -> str | None:
     """The first record of ``path`` that does not fit ``columns``, described as for DuckDB.
 
-    For readers that say only that a record is malformed (Spark's FAILFAST): the file is read
-    again here, record by record, so this runs only after a load has failed.
+    For readers that say only that a record is malformed (Spark's FAILFAST), and for values
+    that break the input contract (``input_contract``), which both engines refuse without
+    saying where: the file is read again here, record by record, so this runs only after a load
+    has failed.
     """
     if found := first_non_utf8_byte(path):
         return _encoding_message(path, f"{path}, line {found[0]}")
@@ -106,11 +94,16 @@ def locate_bad_record(path: Path, header: list[str], columns: dict[str, str]) ->
             shown = f" The line reads: {','.join(record)!r}."
             if len(record) != len(header):
                 return f"{where}: the row has {len(record)} fields, but the header has {len(header)}.{shown}"
+            if not any(record[header.index(name)] for name in columns):
+                return (
+                    f"{where}: the row is empty ({','.join(record)!r}). Delete the empty rows "
+                    "(a spreadsheet often leaves some at the end of an export)."
+                )
             for position, (name, value) in enumerate(zip(header, record, strict=True), start=1):
                 declared = columns.get(name, "VARCHAR")
-                if _invalid(value, declared):
+                if invalid(value, declared):
                     return (
                         f"{where}: column {position} ({name}) holds {value!r}, "
-                        f"which is not a valid {declared}.{shown}"
+                        f"which is not {EXPECTED[declared]}.{shown}"
                     )
     return None

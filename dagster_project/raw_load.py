@@ -70,11 +70,31 @@ class RawLoadConfig(Config):
 
 
 def read_header(path: Path, table: RawTable) -> list[str]:
-    """The file's column names, after checking that every declared column is there."""
+    """The file's column names, after checking its line endings and every declared column.
+
+    Reads the first line and the last byte: what the CSV readers cannot tell us cheaply.
+    """
     with path.open("rb") as file:
         first_line = file.readline(_MAX_HEADER_BYTES)
+        file.seek(0, 2)
+        if file.tell():
+            file.seek(-1, 2)
+        last_byte = file.read(1)
     if not first_line:
         raise RawFileError(f"{path} is empty (0 bytes): expected a header line and rows.")
+    if b"\r" in first_line.rstrip(b"\r\n"):
+        raise RawFileError(
+            f"{path}, line 1: the lines end with a carriage return alone (the old Mac format), "
+            "which neither reader takes. Save the file with LF or CRLF line endings."
+        )
+    if last_byte != b"\n":
+        # A cut export (a copy stopped half-way) ends inside a line: its last value would load
+        # cut short, as a different value, with nothing else to notice it.
+        raise RawFileError(
+            f"{path}: the last line has no line ending, so the file may be cut short (an export or "
+            "a copy that stopped half-way). Export the file again; if it is complete, end it "
+            "with a line break."
+        )
     try:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError as error:

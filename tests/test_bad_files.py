@@ -10,12 +10,14 @@ import pytest
 
 from dagster_project.csv_errors import RawFileError
 from dagster_project.data_source import DataSourceError, LocalDataSource
+from dagster_project.input_contract import EXPECTED
 from dagster_project.raw_load import RAW_TABLES
 from dagster_project.settings import SAMPLE_DATA_DIR
 from dagster_project.warehouse.duckdb import DuckDBSession
 from tests.helpers import load_sample_tables, materialize_raw
 
 TABLES = {table.name: table for table in RAW_TABLES}
+INTEGER, DATE = EXPECTED["INTEGER"], EXPECTED["DATE"]
 CUSTOMERS_HEADER = b"id,first_name,last_name\n"
 
 
@@ -115,18 +117,18 @@ def test_an_extra_column_loads_and_is_dropped(tmp_path, warehouse):
         (
             "raw_customers",
             b"id,first_name,last_name\n1,Ann,B.\nabc,Bob,C.\n",
-            "line 3: column 1 (id) holds 'abc', which is not a valid INTEGER. The line reads: 'abc,Bob,C.'.",
+            f"line 3: column 1 (id) holds 'abc', which is not {INTEGER}. The line reads: 'abc,Bob,C.'.",
         ),
         (
             "raw_payments",
             b"id,order_id,payment_method,amount\n1,1,coupon,12.5x\n",
-            "line 2: column 4 (amount) holds '12.5x', which is not a valid INTEGER. "
+            f"line 2: column 4 (amount) holds '12.5x', which is not {INTEGER}. "
             "The line reads: '1,1,coupon,12.5x'.",
         ),
         (
             "raw_orders",
             b"id,user_id,order_date,status\n1,1,2018-01-01,placed\n2,1,2018-13-45,placed\n",
-            "line 3: column 3 (order_date) holds '2018-13-45', which is not a valid DATE. "
+            f"line 3: column 3 (order_date) holds '2018-13-45', which is not {DATE}. "
             "The line reads: '2,1,2018-13-45,placed'.",
         ),
     ],
@@ -186,3 +188,90 @@ def test_a_data_folder_whose_path_holds_a_quote_and_a_space_loads(project_env, t
     assert metadata["dagster/row_count"].value == 99
     assert metadata["source_file"].value == str(folder / "raw_orders.csv")
     assert project_env.query("select count(*) from main.raw_orders") == [(99,)]
+
+
+# The input contract (docs/reliability.md): forms an engine would load as something else.
+PAYMENTS = b"id,order_id,payment_method,amount\n"
+ORDERS = b"id,user_id,order_date,status\n"
+
+
+@pytest.mark.parametrize(
+    ("table", "data", "where"),
+    [
+        (
+            "raw_payments",
+            PAYMENTS + b"1,1,coupon,1634.5\n",
+            f"line 2: column 4 (amount) holds '1634.5', which is not {INTEGER}.",
+        ),
+        (
+            "raw_payments",
+            PAYMENTS + b"1,1,coupon,21.61\n",
+            f"line 2: column 4 (amount) holds '21.61', which is not {INTEGER}.",
+        ),
+        (
+            "raw_payments",
+            PAYMENTS + b"1,1,coupon,1e3\n",
+            f"line 2: column 4 (amount) holds '1e3', which is not {INTEGER}.",
+        ),
+        (
+            "raw_payments",
+            PAYMENTS + b"1, 1,coupon,100\n",
+            f"line 2: column 2 (order_id) holds ' 1', which is not {INTEGER}.",
+        ),
+        (
+            "raw_orders",
+            ORDERS + b"1,1,18-03-02,placed\n",
+            f"line 2: column 3 (order_date) holds '18-03-02', which is not {DATE}.",
+        ),
+        (
+            "raw_orders",
+            ORDERS + b"1,1,2018-1-25,placed\n",
+            f"line 2: column 3 (order_date) holds '2018-1-25', which is not {DATE}.",
+        ),
+        (
+            "raw_orders",
+            ORDERS + b"1,1,0018-03-02,placed\n",
+            f"line 2: column 3 (order_date) holds '0018-03-02', which is not {DATE}.",
+        ),
+        (
+            "raw_customers",
+            b'id,first_name,last_name\n1,"Ann\nMarie",B.\n2,Bob,C.\nx,Eve,D.\n',
+            f"line 5: column 1 (id) holds 'x', which is not {INTEGER}.",
+        ),
+        (
+            "raw_orders",
+            ORDERS + b"1,1,2018-01-01,placed\n,,,\n",
+            "line 3: the row is empty (',,,'). Delete the empty rows",
+        ),
+    ],
+    ids=[
+        "half_cent",
+        "dollars",
+        "exponent",
+        "leading_space",
+        "two_digit_year",
+        "unpadded_month",
+        "year_18",
+        "after_a_quoted_newline",
+        "empty_row",
+    ],
+)
+def test_a_value_outside_the_input_contract_is_refused_with_its_line_and_column(
+    tmp_path, warehouse, table, data, where
+):
+    path = write(tmp_path, f"{table}.csv", data)
+    assert f"{path}, {where}" in refused(warehouse, table, path)
+
+
+def test_a_file_cut_in_its_last_line_is_refused(tmp_path, warehouse):
+    path = write(tmp_path, "raw_payments.csv", PAYMENTS + b"1,1,coupon,57\n2,1,coupon,5")
+    assert f"{path}: the last line has no line ending, so the file may be cut short" in refused(
+        warehouse, "raw_payments", path
+    )
+
+
+def test_old_mac_line_endings_are_refused_naming_the_fix(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", b"id,first_name,last_name\r1,Ann,B.\r")
+    message = refused(warehouse, "raw_customers", path)
+    assert f"{path}, line 1: the lines end with a carriage return alone" in message
+    assert "Save the file with LF or CRLF line endings." in message

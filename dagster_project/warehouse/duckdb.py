@@ -28,7 +28,8 @@ from dagster import InitResourceContext, TableColumn, TableSchema
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
-from dagster_project.csv_errors import RawFileError, describe_csv_error
+from dagster_project import input_contract
+from dagster_project.csv_errors import RawFileError, describe_csv_error, locate_bad_record
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
 
 PUBLISHED_SCHEMA = "main"
@@ -110,23 +111,27 @@ class DuckDBSession(Session):
         from dagster_project.raw_load import empty_file_error
 
         conn = self.conn
-        # Extra columns are read as text and dropped: the file may carry more than we use.
-        file_columns = ", ".join(
-            f"{sql_string(name)}: {sql_string(table.columns.get(name, 'VARCHAR'))}" for name in header
+        # Every column is read as text and converted by the input contract, in the same
+        # statement: DuckDB's own conversions are looser (it rounds '12.50' to 13 for an
+        # integer). Extra columns are read and dropped: the file may carry more than we use.
+        file_columns = ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name in header)
+        selected = ", ".join(
+            f"{input_contract.conversion(sql_identifier(name), declared, _matches, _fail)} as {sql_identifier(name)}"
+            for name, declared in table.columns.items()
         )
-        selected = ", ".join(sql_identifier(name) for name in table.columns)
+        not_empty = input_contract.not_empty([sql_identifier(name) for name in table.columns], _fail)
         target = _qualified(BUILD_SCHEMA, into)
         ensure_schemas(conn)
         conn.execute("begin transaction")
         try:
             # The path and the header's names are quoted as SQL literals, never spliced in raw:
-            # quotes and spaces in them are safe.
-            # Replaced, not created: a step that runs again in the same run (a retry) loads again.
+            # quotes and spaces in them are safe. Replaced, not created: a step that runs again
+            # in the same run (a retry) loads again.
             conn.execute(
                 f"create or replace table {target} as select {selected} from read_csv("
                 f"{sql_string(str(path))}, columns = {{{file_columns}}}, header = true,"
                 " auto_detect = false, strict_mode = true,"
-                " delim = ',', quote = '\"', escape = '\"')"
+                f" delim = ',', quote = '\"', escape = '\"') where {not_empty}"
             )
             (rows,) = conn.execute(f"select count(*) from {target}").fetchone()
             if rows == 0 and not allow_empty:
@@ -134,7 +139,7 @@ class DuckDBSession(Session):
             conn.execute("commit")
         except duckdb.Error as error:
             conn.execute("rollback")
-            raise RawFileError(describe_csv_error(path, header, error)) from None
+            raise RawFileError(_describe(path, header, table.columns, error)) from None
         except BaseException:
             conn.execute("rollback")
             raise
@@ -242,6 +247,23 @@ class DuckDBSession(Session):
             ).fetchall()
             found |= {name for (name,) in rows}
         return found
+
+
+def _matches(column: str, pattern: str) -> str:
+    return f"regexp_full_match({column}, {sql_string(pattern)})"
+
+
+def _fail(message: str) -> str:
+    return f"error({sql_string(message)})"
+
+
+def _describe(path: Path, header: list[str], columns: dict[str, str], error: duckdb.Error) -> str:
+    """What to tell people: the record the contract refuses, else DuckDB's own error, explained."""
+    if input_contract.REFUSED in str(error) or input_contract.EMPTY_ROW in str(error):
+        found = locate_bad_record(path, header, columns)
+        if found:
+            return found
+    return describe_csv_error(path, header, error)
 
 
 def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:
