@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from dagster import InitResourceContext, TableColumn, TableSchema
 from pydantic import Field, PrivateAttr
 
+from dagster_project import input_contract
 from dagster_project.csv_errors import RawFileError, locate_bad_record
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
 
@@ -43,9 +44,6 @@ PUBLISHED_SCHEMA = "jaffle"
 HIVE_SUPPORT_WARNING = "ignore:Failed to set spark.sql.catalogImplementation:UserWarning"
 _STATE = "wap_state"
 
-# The raw tables' declared types (DuckDB's names, see raw_load.RAW_TABLES) in Spark's terms.
-SPARK_TYPES = {"INTEGER": "int", "VARCHAR": "string", "DATE": "date"}
-
 
 def spark_string(value: str) -> str:
     """A Spark SQL string literal: Spark reads backslash escapes, and joins '' into nothing."""
@@ -54,6 +52,14 @@ def spark_string(value: str) -> str:
 
 def spark_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+def _matches(column: str, pattern: str) -> str:
+    return f"{column} rlike {spark_string(f'^{pattern}$')}"
+
+
+def _fail(message: str) -> str:
+    return f"raise_error({spark_string(message)})"
 
 
 class SparkWarehouseSession(Session):
@@ -106,15 +112,21 @@ class SparkWarehouseSession(Session):
     def _create_table(self, table, path: Path, allow_empty: bool, header: list[str], into: str) -> int:
         from dagster_project.raw_load import empty_file_error
 
-        # Extra columns are read as text and dropped: the file may carry more than we use.
-        ddl = ", ".join(
-            f"{spark_identifier(name)} {SPARK_TYPES[table.columns.get(name, 'VARCHAR')]}" for name in header
-        )
+        # Every column is read as text and converted by the input contract, as on DuckDB: the
+        # same rules, so both engines accept the same files. Extra columns are read and dropped.
+        ddl = ", ".join(f"{spark_identifier(name)} string" for name in header)
         frame = (
             self.spark.read.schema(ddl)
-            .options(header=True, mode="FAILFAST", quote='"', escape='"', dateFormat="yyyy-MM-dd")
+            .options(header=True, mode="FAILFAST", quote='"', escape='"')
             .csv(str(path))
-            .select(*table.columns)
+            .selectExpr(
+                *(
+                    f"{input_contract.conversion(spark_identifier(name), declared, _matches, _fail)} "
+                    f"as {spark_identifier(name)}"
+                    for name, declared in table.columns.items()
+                )
+            )
+            .where(input_contract.not_empty([spark_identifier(name) for name in table.columns], _fail))
         )
         self.ensure_databases()
         # A step that runs again in the same run (a retry) loads again.
