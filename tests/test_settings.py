@@ -82,7 +82,7 @@ def test_spark_takes_the_local_server_by_default_and_a_token_only_as_a_secret():
         ),
         (
             "sc://host:443/;token=s3cret",
-            "put the URL alone in SPARK_REMOTE and the token in SPARK_CONNECT_TOKEN",
+            "Put the URL alone in SPARK_REMOTE and the token in SPARK_CONNECT_TOKEN",
         ),
     ],
 )

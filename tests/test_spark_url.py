@@ -109,3 +109,21 @@ def test_a_run_without_a_server_fails_fast_and_its_logs_never_hold_the_token(
     for path in env.dagster_home.rglob("*"):
         if path.is_file():
             assert not leaked(path.read_bytes().decode(errors="replace")), path
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("trailing", ["", "/"])
+def test_a_session_with_a_token_answers_and_the_server_log_never_holds_it(
+    spark_server, tmp_path: Path, trailing
+):
+    # On localhost, pyspark sends the token over a local channel, which this server (no
+    # authentication) accepts: the whole path from URL to query runs with the token set.
+    remote = f"sc://localhost:{spark_server.port}{trailing}"
+    warehouse = SparkWarehouse(remote=remote, token=TOKEN, lease_file=str(tmp_path / "lease"))
+    try:
+        with warehouse.session() as session:
+            assert session.query("select 41 + 1 as answer") == (["answer"], [(42,)])
+    finally:
+        warehouse.close()
+    for log in (spark_server.log, spark_server.output):
+        assert not leaked(log.read_text(errors="replace")), log
