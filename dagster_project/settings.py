@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit
 
 from dagster import EnvVar
 
+from dagster_project.spark_url import SparkUrlError, TokenInUrlError, check_remote
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "jaffle_shop"
 SAMPLE_DATA_DIR = REPO_ROOT / "data" / "sample"
@@ -171,19 +173,18 @@ def _memory_limit(env: dict[str, str]) -> str:
 
 def _spark_remote(env: dict[str, str]) -> str:
     value = env.get("SPARK_REMOTE", "").strip() or DEFAULT_SPARK_REMOTE
-    parts = urlsplit(value.split(";", 1)[0])
-    if parts.scheme != "sc" or not parts.hostname:
-        raise SettingsError(
-            f"SPARK_REMOTE={value.split(';', 1)[0]!r} must be a Spark Connect URL like "
-            f"{DEFAULT_SPARK_REMOTE} (the local server `make spark` starts)."
-        )
-    if ";token=" in value:
+    try:
+        return check_remote(value)
+    except TokenInUrlError as error:
         # The URL is shown in the UI and the run log; a token in it would be shown too.
         raise SettingsError(
-            f"SPARK_REMOTE carries a token: put the URL alone in SPARK_REMOTE and the token in "
+            f"SPARK_REMOTE: {error} Put the URL alone in SPARK_REMOTE and the token in "
             f"{SPARK_TOKEN_VARIABLE}, which is never shown or logged."
-        )
-    return value
+        ) from None
+    except SparkUrlError as error:
+        raise SettingsError(
+            f"SPARK_REMOTE: {error} The local server `make spark` starts is {DEFAULT_SPARK_REMOTE}."
+        ) from None
 
 
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:

@@ -58,7 +58,7 @@ def ui_graphql(instance: DagsterInstance) -> Iterator[UIGraphQL]:
 
 @pytest.fixture(scope="session")
 def spark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnectServer]:
-    """One Spark Connect server for the whole session (a JVM start costs 6 to 10 s), with its
+    """One Spark Connect server for the whole session (a start costs 25 to 45 s here), with its
     tables and Derby metastore in a temporary folder, on a free port of 127.0.0.1."""
     try:
         with running_server(tmp_path_factory.mktemp("spark")) as server:

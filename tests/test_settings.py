@@ -76,10 +76,13 @@ def test_spark_takes_the_local_server_by_default_and_a_token_only_as_a_secret():
 @pytest.mark.parametrize(
     ("remote", "says"),
     [
-        ("http://127.0.0.1:15002", r"SPARK_REMOTE='http://127\.0\.0\.1:15002' must be a Spark Connect URL"),
+        (
+            "http://127.0.0.1:15002",
+            r"SPARK_REMOTE: 'http://127\.0\.0\.1:15002' is not a Spark Connect URL.*make spark",
+        ),
         (
             "sc://host:443/;token=s3cret",
-            "put the URL alone in SPARK_REMOTE and the token in SPARK_CONNECT_TOKEN",
+            "Put the URL alone in SPARK_REMOTE and the token in SPARK_CONNECT_TOKEN",
         ),
     ],
 )

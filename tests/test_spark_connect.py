@@ -113,6 +113,17 @@ def test_make_spark_serves_until_make_spark_stop(tmp_path: Path):
         recorded = PidFile(tmp_path / "spark-connect.pid").process()
         assert recorded is not None
 
+        # A second `make spark` leaves the first one serving, and says so.
+        again = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=STOP_TIMEOUT)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"already runs (PID {recorded.pid}) on sc://127.0.0.1:{port}; it keeps running" in again.stdout
+        assert port_open(port) and serving.poll() is None
+        assert PidFile(tmp_path / "spark-connect.pid").process() == recorded
+        # Spark's log is the project's rolling one, without a line per request.
+        log = (tmp_path / "logs" / "spark-connect.log").read_text(encoding="utf-8")
+        assert "Spark Connect server started at: 127.0.0.1" in log
+        assert "SessionHolder" not in log
+
         stopped = subprocess.run(
             [*command, "stop"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=STOP_TIMEOUT
         )

@@ -29,13 +29,19 @@ from pathlib import Path
 import psutil
 
 from dagster_project.serve.services import PidFile, free_port, port_open, stop_group
-from dagster_project.settings import REPO_ROOT
+from dagster_project.settings import REPO_ROOT, SPARK_TOKEN_VARIABLE
 from dagster_project.system_check import java_problem, java_version_output, package_manager
 
 DEFAULT_PORT = 15002
 DEFAULT_DIR = REPO_ROOT / ".spark"
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-# Bounds for a busy machine, not expectations: the server answers 6 to 10 s after it starts here.
+# Spark's log settings for the server: the log rolls over by size (see the file).
+LOG_SETTINGS = Path(__file__).with_name("spark_log4j2.properties")
+# The JVM compiles with C1 only: at start, C2's compiler threads took most of the two cores
+# this machine has, and the first query answered after 36 s instead of 23 s (docs/benchmarks.md).
+# The jaffle shop's queries are small, so the code C2 would make faster runs for milliseconds.
+JVM_OPTIONS = ("-XX:TieredStopAtLevel=1",)
+# Bounds for a busy machine, not expectations: docs/benchmarks.md has the measured start times.
 START_TIMEOUT = 180
 STOP_GRACE = 30
 
@@ -81,7 +87,13 @@ class SparkConnectServer:
 
     @property
     def log(self) -> Path:
+        """Spark's log, rolled over by size into spark-connect.log.1 … .3."""
         return self.state_dir / "logs" / "spark-connect.log"
+
+    @property
+    def output(self) -> Path:
+        """What the JVM prints outside Spark's log: its warnings, and a crash before logging starts."""
+        return self.state_dir / "logs" / "spark-connect.out"
 
     def settings(self) -> dict[str, str]:
         state = self.state_dir.resolve()
@@ -101,7 +113,14 @@ class SparkConnectServer:
             "spark.hadoop.javax.jdo.option.ConnectionURL": (
                 f"jdbc:derby:;databaseName={state / 'metastore_db'};create=true"
             ),
-            "spark.driver.extraJavaOptions": f"-Dderby.system.home={state}",
+            "spark.driver.extraJavaOptions": " ".join(
+                [
+                    f"-Dderby.system.home={state}",
+                    f"-Dlog4j2.configurationFile={LOG_SETTINGS}",
+                    f"-Djaffle.spark.log={self.log.resolve()}",
+                    *JVM_OPTIONS,
+                ]
+            ),
             "spark.local.dir": str(state / "tmp"),
             # Two cores: 200 shuffle partitions (Spark's default, sized for clusters) would make
             # each of the jaffle shop's joins run 200 tiny tasks.
@@ -141,12 +160,13 @@ class SparkConnectServer:
             )
         command = self.command()
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
+        # Truncated at each start: Spark's log rolls over by itself, this file is written only
+        # before Spark's logging starts.
+        with self.output.open("wb") as log:
             process = subprocess.Popen(
                 command,
                 cwd=self.state_dir,
-                # SPARK_LOCAL_IP keeps Spark from resolving the host name to pick an address.
-                env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+                env=server_environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -182,8 +202,12 @@ class SparkConnectServer:
             session.stop()
 
     def describe_exit(self, code: int) -> str:
-        tail = self.log.read_text(errors="replace")[-3000:].strip() if self.log.exists() else ""
-        return f"The Spark Connect server exited with code {code}; the end of its log ({self.log}):\n{tail}"
+        tails = [
+            f"The end of {path}:\n{path.read_text(errors='replace')[-3000:].strip()}"
+            for path in (self.output, self.log)
+            if path.exists()
+        ]
+        return "\n".join([f"The Spark Connect server exited with code {code}.", *tails])
 
     def stop(self) -> bool:
         """Stop the server this folder's PID file names, and all it started; False if none ran."""
@@ -194,6 +218,13 @@ class SparkConnectServer:
         stopped = self.running() is not None and stop_group(self.pid_file, signal.SIGTERM, grace=STOP_GRACE)
         self.pid_file.remove()
         return stopped
+
+
+def server_environment() -> dict[str, str]:
+    """The server's environment: this one, less any client secret, which the server has no use for."""
+    env = {name: value for name, value in os.environ.items() if name != SPARK_TOKEN_VARIABLE}
+    # SPARK_LOCAL_IP keeps Spark from resolving the host name to pick an address.
+    return {**env, "SPARK_LOCAL_IP": "127.0.0.1"}
 
 
 @contextmanager
@@ -214,6 +245,14 @@ def _stop_on_sigterm(signum, frame) -> None:
 def serve(server: SparkConnectServer) -> int:
     """Run the server in the foreground until Ctrl-C, `make spark-stop`, or its own exit."""
     server.state_dir.mkdir(parents=True, exist_ok=True)
+    if running := server.running():
+        # Nothing to do, and nothing to clean up: the server belongs to the command that started it.
+        print(
+            f"A Spark Connect server from {server.state_dir} already runs (PID {running.pid}) on "
+            f"{server.url}; it keeps running. 'make spark-stop' stops it.",
+            flush=True,
+        )
+        return 0
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         process = server.start()

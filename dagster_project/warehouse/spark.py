@@ -34,6 +34,8 @@ from pydantic import Field, PrivateAttr
 
 from dagster_project import input_contract
 from dagster_project.csv_errors import RawFileError, locate_bad_record
+from dagster_project.settings import DEFAULT_SPARK_REMOTE
+from dagster_project.spark_url import connect_url, redact, shown
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
 
 if TYPE_CHECKING:
@@ -43,6 +45,10 @@ PUBLISHED_SCHEMA = "jaffle"
 # See SparkWarehouse.dbt_environment (bench/bare_spark.py, which imports nothing from here, has a copy).
 HIVE_SUPPORT_WARNING = "ignore:Failed to set spark.sql.catalogImplementation:UserWarning"
 _STATE = "wap_state"
+# A server on this machine answers in milliseconds and a remote one in about a second: ten
+# seconds is slack for a busy machine, and the step that opens a session and the clean-up
+# after it together stay within half a minute when no server answers.
+CONNECT_TIMEOUT = 10.0
 
 
 def spark_string(value: str) -> str:
@@ -60,6 +66,10 @@ def _matches(column: str, pattern: str) -> str:
 
 def _fail(message: str) -> str:
     return f"raise_error({spark_string(message)})"
+
+
+class SparkUnreachable(ConnectionError):
+    """No Spark Connect server answers at the configured URL."""
 
 
 class SparkWarehouseSession(Session):
@@ -248,6 +258,11 @@ class SparkWarehouse(Warehouse):
         default=None,
         description="Access token of a remote cluster (SPARK_CONNECT_TOKEN); never shown or logged.",
     )
+    connect_timeout: float = Field(
+        default=CONNECT_TIMEOUT,
+        gt=0,
+        description="Seconds to wait for the server to answer before the step fails with how to start one.",
+    )
     lease_file: str = Field(
         description="The run lease of this project's Spark warehouse: a file on this machine, "
         "held by the run that writes the build database."
@@ -268,19 +283,50 @@ class SparkWarehouse(Warehouse):
         """One writing run at a time: the build database is one per warehouse, as on DuckDB."""
         self._lease.hold(Path(self.lease_file), self.remote, run_id, self.run_wait_timeout, log)
 
-    @property
-    def url(self) -> str:
-        """The URL with the token, as Spark Connect takes it: never log this."""
-        return f"{self.remote};token={self.token}" if self.token else self.remote
-
     @contextmanager
     def session(self, read_only: bool = False) -> Iterator[SparkWarehouseSession]:
         if self._spark is None:
-            # Imported here: pyspark takes seconds to import, and only this environment needs it.
-            from pyspark.sql import SparkSession
-
-            self._spark = SparkSession.builder.remote(self.url).create()
+            self._spark = self._connect()
         yield SparkWarehouseSession(self._spark)
+
+    def _connect(self) -> SparkSession:
+        """A session on a server that answers, or within ``connect_timeout`` a ``SparkUnreachable``.
+
+        pyspark retries an unreachable server for about 20 minutes before its first query fails,
+        with gRPC's UNAVAILABLE and no word of which server or what to do; so the channel is
+        checked first, through pyspark's own channel builder (the same TLS, token and proxy
+        settings as the session's). No message here ever holds the token: pyspark's own
+        errors are redacted and carry no traceback, whose chained exceptions would hold it.
+        """
+        # Imported here: pyspark takes seconds to import, and only this environment needs it.
+        import grpc
+        from pyspark.sql import SparkSession
+        from pyspark.sql.connect.client import DefaultChannelBuilder
+
+        url = connect_url(self.remote, self.token)
+        where = f"the Spark Connect server at {shown(self.remote)}"
+        try:
+            channel = DefaultChannelBuilder(url).toChannel()
+            try:
+                grpc.channel_ready_future(channel).result(timeout=self.connect_timeout)
+            finally:
+                channel.close()
+        except grpc.FutureTimeoutError:
+            raise SparkUnreachable(
+                f"{where} did not answer within {self.connect_timeout:g} s. Start the local one with "
+                f"'make spark' (it serves {DEFAULT_SPARK_REMOTE}), or set SPARK_REMOTE to the URL of "
+                "one that runs; a remote server's token goes in SPARK_CONNECT_TOKEN."
+            ) from None
+        except Exception as error:
+            raise SparkUnreachable(
+                f"Could not connect to {where}: {redact(str(error), self.token)}"
+            ) from None
+        try:
+            return SparkSession.builder.remote(url).create()
+        except Exception as error:
+            raise SparkUnreachable(
+                f"Could not open a session on {where}: {redact(str(error), self.token)}"
+            ) from None
 
     @contextmanager
     def dbt_environment(self) -> Iterator[None]:
@@ -291,7 +337,7 @@ class SparkWarehouse(Warehouse):
         with a warning, two lines per dbt node in the run's log. dbt is told to ignore it.
         """
         warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), HIVE_SUPPORT_WARNING]))
-        changes = {"SPARK_REMOTE": self.url, "PYTHONWARNINGS": warnings}
+        changes = {"SPARK_REMOTE": connect_url(self.remote, self.token), "PYTHONWARNINGS": warnings}
         before = {name: os.environ.get(name) for name in changes}
         os.environ.update(changes)
         try:
