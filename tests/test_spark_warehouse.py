@@ -12,6 +12,7 @@ import pytest
 from dagster import ExecuteInProcessResult
 
 from dagster_project.definitions import build_defs
+from dagster_project.input_contract import EXPECTED
 from dagster_project.settings import load_settings
 from dagster_project.warehouse.spark import SparkWarehouse
 from tests.helpers import PROJECT_ASSETS, ProjectEnv, make_project_env, materialize_raw
@@ -103,7 +104,7 @@ def test_a_bad_file_on_spark_fails_naming_the_file_and_line_and_publishes_nothin
     message = str(failure.step_failure_data.error.cause.message)
     assert (
         f"{env.data_dir / 'raw_orders.csv'}, line 3: column 3 (order_date) holds '2018-13-45', "
-        "which is not a valid DATE." in message
+        f"which is not {EXPECTED['DATE']}." in message
     )
     assert "Nothing was published: raw_orders keeps its previous contents" in message
     assert spark_run.published() == before
@@ -123,4 +124,30 @@ def test_a_failing_check_on_spark_publishes_nothing(spark_run, tmp_path):
     ]
     assert not check.passed
     assert "status 'lost' (1 row)" in check.description
+    assert spark_run.published() == before
+
+
+@pytest.mark.parametrize(
+    ("row", "where"),
+    [
+        (
+            "2,3,2018-1-25,placed",
+            f"line 3: column 3 (order_date) holds '2018-1-25', which is not {EXPECTED['DATE']}.",
+        ),
+        (
+            "2, 3,2018-01-25,placed",
+            f"line 3: column 2 (user_id) holds ' 3', which is not {EXPECTED['INTEGER']}.",
+        ),
+    ],
+    ids=["unpadded_month", "leading_space"],
+)
+def test_spark_refuses_what_duckdb_refuses_with_the_same_message(spark_run, tmp_path, row, where):
+    # DuckDB's own reader takes both forms; the input contract refuses them on both engines.
+    before = spark_run.published()
+    result, env = raw_run_on_spark(
+        spark_run, tmp_path, f"id,user_id,order_date,status\n1,1,2018-01-01,placed\n{row}\n"
+    )
+    assert not result.success
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    assert f"{env.data_dir / 'raw_orders.csv'}, {where}" in str(failure.step_failure_data.error.cause.message)
     assert spark_run.published() == before
