@@ -49,6 +49,13 @@ def _encoding_message(path: Path, where: str) -> str:
     )
 
 
+def refuse_non_utf8(path: Path) -> None:
+    """Refuse a file that is not UTF-8, for readers that would load it with replacement characters
+    (Spark's); reads the whole file, so only those readers pay for it."""
+    if found := first_non_utf8_byte(path):
+        raise RawFileError(_encoding_message(path, f"{path}, line {found[0]}"))
+
+
 def describe_csv_error(path: Path, header: list[str], error: Exception) -> str:
     text = str(error)
     line = _LINE.search(text)
@@ -85,10 +92,12 @@ def locate_bad_record(path: Path, header: list[str], columns: dict[str, str]) ->
     if found := first_non_utf8_byte(path):
         return _encoding_message(path, f"{path}, line {found[0]}")
     with path.open(encoding="utf-8-sig", newline="") as file:
-        reader = csv.reader(file)
+        reader = csv.reader(file, strict=True)
         next(reader, None)
         line = reader.line_num
-        for record in reader:
+        for record in _records(reader, path):
+            if isinstance(record, str):
+                return record.format(line=line + 1)
             first_line, line = line + 1, reader.line_num
             where = f"{path}, line {first_line}"
             shown = f" The line reads: {','.join(record)!r}."
@@ -107,3 +116,15 @@ def locate_bad_record(path: Path, header: list[str], columns: dict[str, str]) ->
                         f"which is not {EXPECTED[declared]}.{shown}"
                     )
     return None
+
+
+def _records(reader, path: Path):
+    """The reader's records; at a quote never closed, a message (``{line}``: where it opens)."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            yield f"{path}, line {{line}}: a quoted value is never closed (an unbalanced double quote)."
+            return

@@ -258,12 +258,9 @@ def _fail(message: str) -> str:
 
 
 def _describe(path: Path, header: list[str], columns: dict[str, str], error: duckdb.Error) -> str:
-    """What to tell people: the record the contract refuses, else DuckDB's own error, explained."""
-    if input_contract.REFUSED in str(error) or input_contract.EMPTY_ROW in str(error):
-        found = locate_bad_record(path, header, columns)
-        if found:
-            return found
-    return describe_csv_error(path, header, error)
+    """What to tell people: the record the contract refuses, found as on every engine (so the
+    message is the same on Spark), else DuckDB's own error, explained."""
+    return locate_bad_record(path, header, columns) or describe_csv_error(path, header, error)
 
 
 def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:

@@ -33,7 +33,7 @@ from dagster import InitResourceContext, TableColumn, TableSchema
 from pydantic import Field, PrivateAttr
 
 from dagster_project import input_contract
-from dagster_project.csv_errors import RawFileError, locate_bad_record
+from dagster_project.csv_errors import RawFileError, locate_bad_record, refuse_non_utf8
 from dagster_project.settings import DEFAULT_SPARK_REMOTE
 from dagster_project.spark_url import connect_url, redact, shown
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
@@ -122,13 +122,19 @@ class SparkWarehouseSession(Session):
     def _create_table(self, table, path: Path, allow_empty: bool, header: list[str], into: str) -> int:
         from dagster_project.raw_load import empty_file_error
 
+        # Spark's reader takes any bytes, loading what is not UTF-8 as replacement characters.
+        refuse_non_utf8(path)
         # Every column is read as text and converted by the input contract, as on DuckDB: the
         # same rules, so both engines accept the same files. Extra columns are read and dropped.
         ddl = ", ".join(f"{spark_identifier(name)} string" for name in header)
         frame = (
             self.spark.read.schema(ddl)
-            .options(header=True, mode="FAILFAST", quote='"', escape='"')
+            # multiLine: a quoted value may hold a line break, as the contract allows. The price:
+            # Spark reads each file in one task instead of splitting it (docs/scaling-out.md).
+            .options(header=True, mode="FAILFAST", quote='"', escape='"', multiLine=True)
             .csv(str(path))
+            # On the text, before the conversion: as on DuckDB, where the condition reads the file.
+            .where(input_contract.not_empty([spark_identifier(name) for name in table.columns], _fail))
             .selectExpr(
                 *(
                     f"{input_contract.conversion(spark_identifier(name), declared, _matches, _fail)} "
@@ -136,7 +142,6 @@ class SparkWarehouseSession(Session):
                     for name, declared in table.columns.items()
                 )
             )
-            .where(input_contract.not_empty([spark_identifier(name) for name in table.columns], _fail))
         )
         self.ensure_databases()
         # A step that runs again in the same run (a retry) loads again.
