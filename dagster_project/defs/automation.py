@@ -186,7 +186,7 @@ def retry_delay(failures: int) -> timedelta:
 
 
 @dataclass(frozen=True)
-class Failure:
+class Diagnosis:
     on_the_data: bool
     reason: str
 
@@ -197,7 +197,7 @@ def _first_line(message: str) -> str:
     return re.sub(r"^[\w.]+: ", "", lines[0]) if lines else ""
 
 
-def diagnose(instance: DagsterInstance, run_id: str) -> Failure:
+def diagnose(instance: DagsterInstance, run_id: str) -> Diagnosis:
     """Whether a failed run failed on its input (so the same files would fail again), and why."""
     events = instance.all_logs(
         run_id,
@@ -217,7 +217,7 @@ def diagnose(instance: DagsterInstance, run_id: str) -> Failure:
             evaluation = dagster_event.event_specific_data
             if not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR:
                 asset = evaluation.asset_key.to_user_string()
-                return Failure(True, f"the check {evaluation.check_name} on {asset} failed.")
+                return Diagnosis(True, f"the check {evaluation.check_name} on {asset} failed.")
         elif dagster_event.event_type == DagsterEventType.STEP_FAILURE:
             error = dagster_event.step_failure_data.error
             # The step's error wraps the one raised in our code; that one says what happened.
@@ -229,10 +229,10 @@ def diagnose(instance: DagsterInstance, run_id: str) -> Failure:
             run_failure = dagster_event.message or ""
     for error in step_errors:
         if error.cls_name == RawFileError.__name__:
-            return Failure(True, _first_line(error.message))
+            return Diagnosis(True, _first_line(error.message))
     if step_errors:
-        return Failure(False, _first_line(step_errors[0].message))
-    return Failure(False, _first_line(run_failure) or "no error was recorded.")
+        return Diagnosis(False, _first_line(step_errors[0].message))
+    return Diagnosis(False, _first_line(run_failure) or "no error was recorded.")
 
 
 def _consecutive_failures(history: list[RunRecord]) -> int:
