@@ -41,6 +41,10 @@ INSTANCE_POOLS = {
 def test_two_runs_launched_together_both_succeed_one_after_the_other(project_env, pools):
     settings = project_env.dagster_home / "dagster.yaml"
     settings.write_text(settings.read_text(encoding="utf-8") + pools, encoding="utf-8")
+    # The instance's storage is created once, before the runs: two processes creating a new
+    # SQLite storage at the same moment race in its migrations (alembic: "more than one head").
+    with project_env.instance():
+        pass
     logs = [project_env.root / f"run_{n}.log" for n in (1, 2)]
     runs = [start_materialize(project_env, log) for log in logs]
     try:
