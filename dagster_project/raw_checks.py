@@ -149,15 +149,22 @@ def _accepted_values_check(table: RawTable) -> RawCheck:
     )
 
 
-def missing_table_result(table: str, check_name: str) -> AssetCheckResult:
-    """The failed result of a check on a table that was never loaded."""
+def _failed(table: str, check_name: str, description: str) -> AssetCheckResult:
     return AssetCheckResult(
         asset_key=_asset_key(table),
         check_name=check_name,
         passed=False,
         severity=AssetCheckSeverity.ERROR,
-        description=f"{table} has never been loaded, so {check_name} cannot run. "
-        f"Materialize {table} (or Materialize all).",
+        description=description,
+    )
+
+
+def missing_table_result(table: str, check_name: str) -> AssetCheckResult:
+    """The failed result of a check on a table that was never loaded."""
+    return _failed(
+        table,
+        check_name,
+        f"{table} has never been loaded, so {check_name} cannot run. Materialize {table} (or Materialize all).",
     )
 
 
@@ -165,12 +172,10 @@ def _missing_table(candidate: Candidate, table: str, check_name: str, other: str
     """A failed result when ``other``, which the check compares with, was never loaded; else None."""
     if other in candidate.versions:
         return None
-    return AssetCheckResult(
-        asset_key=_asset_key(table),
-        check_name=check_name,
-        passed=False,
-        severity=AssetCheckSeverity.ERROR,
-        description=f"{table} cannot be checked against {other}, which has never been loaded. "
+    return _failed(
+        table,
+        check_name,
+        f"{table} cannot be checked against {other}, which has never been loaded. "
         f"Materialize {other} together with {table} (or Materialize all).",
     )
 
