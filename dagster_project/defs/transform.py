@@ -2,6 +2,8 @@
 
 import importlib.metadata
 import os
+import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,10 @@ from dagster_project.defs.ingest import RAW_KEYS
 from dagster_project.warehouse import Entry, Session, Warehouse, version_name
 from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse.catalog import restore_catalog
+
+
+# How long dbt has to stop on an interrupt before it is killed.
+DBT_STOP_SECONDS = 10
 
 
 class DbtCli(DbtCliResource):
@@ -170,6 +176,24 @@ def build_and_publish(
         yield event.with_metadata({**event.metadata, **metadata[model.name]})
 
 
+def _stop(dbt: subprocess.Popen) -> None:
+    """Make sure dbt has exited, so that it no longer holds the warehouse.
+
+    dagster-dbt forwards an interrupt to dbt only when the interrupt lands while it reads dbt's
+    output. Terminate can land anywhere else in the step, in Dagster's own code between two events;
+    this step's generator is then closed with dbt still running and holding the DuckDB file.
+    """
+    if dbt.poll() is not None:
+        return
+    # SIGINT first: dbt cancels its queries, which a remote engine (Spark) needs to hear about.
+    dbt.send_signal(signal.SIGINT)
+    try:
+        dbt.wait(timeout=DBT_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        dbt.kill()
+        dbt.wait()
+
+
 def _failure_description(invocation: DbtCliInvocation, failed_checks: list[AssetCheckResult]) -> str:
     if failed_checks:
         return wap.failure_summary(failed_checks, "A dbt test")
@@ -189,6 +213,7 @@ def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, 
     # Taking the lease and opening the file first turns a lock held by another program into our
     # clear, bounded error instead of dbt's, which arrives only after dbt has parsed and connected.
     wap.begin(context, duckdb)
+    invocation = None
     try:
         with duckdb.session() as session:
             pointers = wap.reset_workspace(session, run_id)
@@ -207,6 +232,8 @@ def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, 
     except BaseException:
         # A failed test, a dbt error, Terminate in the UI: nothing this run built stays, the
         # workspace reads the published data again, and the catalog shows it.
+        if invocation is not None:
+            _stop(invocation.process)
         with duckdb.session() as session:
             pending = list(session.read_state().pending.get(run_id, {}))
             wap.discard(session, run_id)
