@@ -28,7 +28,6 @@ from dagster_project.warehouse import Entry, Session, Warehouse, version_name
 from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse.catalog import restore_catalog
 
-
 # How long dbt has to stop on an interrupt before it is killed.
 DBT_STOP_SECONDS = 10
 
