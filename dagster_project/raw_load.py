@@ -69,6 +69,15 @@ class RawLoadConfig(Config):
     )
 
 
+def _line_count(path: Path) -> int:
+    """The number of physical lines, counted only for a refused file (it reads the whole file)."""
+    newlines = 0
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            newlines += chunk.count(b"\n")
+    return newlines + 1
+
+
 def read_header(path: Path, table: RawTable) -> list[str]:
     """The file's column names, after checking its line endings and every declared column.
 
@@ -91,7 +100,8 @@ def read_header(path: Path, table: RawTable) -> list[str]:
         # A cut export (a copy stopped half-way) ends inside a line: its last value would load
         # cut short, as a different value, with nothing else to notice it.
         raise RawFileError(
-            f"{path}: the last line has no line ending, so the file may be cut short (an export or "
+            f"{path}, line {_line_count(path)}: the last line has no line ending, so the file may "
+            "be cut short (an export or "
             "a copy that stopped half-way). Export the file again; if it is complete, end it "
             "with a line break."
         )

@@ -16,6 +16,7 @@ from dagster import AssetKey, DagsterEventType
 
 from tests.helpers import ProjectEnv, make_project_env
 from tests.processes import WAIT_TIMEOUT, start_materialize, wait_for
+from tests.test_input_contract import CASES
 
 TABLE_ASSETS = ("raw_customers", "raw_orders", "raw_payments", "customers", "orders")
 VIEW_ASSETS = ("stg_customers", "stg_orders", "stg_payments")
@@ -334,3 +335,22 @@ def test_materialize_selected_on_each_single_asset_keeps_what_users_read_consist
         assert_catalog_matches_warehouse(env, instance)
         assert_nothing_pending(env)
         assert instance.get_latest_materialization_event(AssetKey(name)).run_id == result.run_id, name
+
+
+REFUSED = [case for case in CASES if case[3] is not None]
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=[case[0] for case in REFUSED])
+def test_a_file_outside_the_input_contract_publishes_nothing_and_names_file_and_line(good, case):
+    env, instance, _ = good
+    first_good = latest_runs(instance)
+    _, table, data, expected = case
+    path = env.data_dir / f"{table}.csv"
+    path.unlink()
+    path.write_bytes(data)
+
+    result = env.run_job(instance)
+
+    assert_nothing_published(good, result)
+    assert latest_runs(instance) == first_good
+    assert f"{path}, {expected}" in failure_message(result)

@@ -263,13 +263,6 @@ def test_a_value_outside_the_input_contract_is_refused_with_its_line_and_column(
     assert f"{path}, {where}" in refused(warehouse, table, path)
 
 
-def test_a_file_cut_in_its_last_line_is_refused(tmp_path, warehouse):
-    path = write(tmp_path, "raw_payments.csv", PAYMENTS + b"1,1,coupon,57\n2,1,coupon,5")
-    assert f"{path}: the last line has no line ending, so the file may be cut short" in refused(
-        warehouse, "raw_payments", path
-    )
-
-
 def test_old_mac_line_endings_are_refused_naming_the_fix(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"id,first_name,last_name\r1,Ann,B.\r")
     message = refused(warehouse, "raw_customers", path)

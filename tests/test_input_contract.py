@@ -1,8 +1,8 @@
 """The input contract, file by file, on DuckDB and on Spark: the same verdict, values and message.
 
 One level down: each file is loaded by each engine's ``load_csv`` into a version of its own, as
-the raw step does. The end-to-end consequences of a refusal (published tables, chart, catalog
-unchanged) are in test_bad_data.py and test_spark_warehouse.py.
+the raw step does. End to end, each refused file publishing nothing (published tables, chart,
+catalog unchanged) is in test_bad_data.py, on DuckDB; test_spark_warehouse.py has one on Spark.
 """
 
 from collections.abc import Iterator
@@ -166,7 +166,7 @@ CASES = [
         "cut_last_line",
         "raw_payments",
         PAYMENTS + b"1,1,coupon,57\n2,1,coupon,5",
-        "the last line has no line ending",
+        "line 3: the last line has no line ending",
     ),
     (
         "old_mac",
