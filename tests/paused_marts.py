@@ -48,22 +48,26 @@ def is_dbt_assets(assets: AssetsDefinition) -> bool:
     return any(DAGSTER_DBT_PROJECT_METADATA_KEY in spec.metadata for spec in assets.specs)
 
 
-def with_paused_marts(defs: Definitions, project_dir: Path) -> Definitions:
+def with_dbt_in(defs: Definitions, project_dir: Path) -> Definitions:
+    """``defs`` whose dbt assets run dbt in the copy of the dbt project at ``project_dir``."""
     if not any(is_dbt_assets(assets) for assets in defs.assets):
-        # Without it, the run would build the marts unpaused and the test would race the signal.
+        # Without it, the run would build the shipped project and the test would not test the copy.
         raise RuntimeError(
             f"No asset carries dagster-dbt's {DAGSTER_DBT_PROJECT_METADATA_KEY!r} metadata, so dbt "
-            "cannot be moved to the paused copy: see where this dagster-dbt keeps the DbtProject."
+            "cannot be moved to the copy: see where this dagster-dbt keeps the DbtProject."
         )
-    paused = paused_copy(project_dir)
     return Definitions(
         assets=[
-            in_project_dir(assets, paused) if is_dbt_assets(assets) else assets for assets in defs.assets
+            in_project_dir(assets, project_dir) if is_dbt_assets(assets) else assets for assets in defs.assets
         ],
         jobs=defs.jobs,
         resources=defs.resources,
         executor=defs.executor,
     )
+
+
+def with_paused_marts(defs: Definitions, project_dir: Path) -> Definitions:
+    return with_dbt_in(defs, paused_copy(project_dir))
 
 
 def main() -> int:

@@ -12,14 +12,17 @@ from pathlib import Path
 
 import psutil
 import pytest
-from dagster import AssetKey, DagsterEventType
+from dagster import AssetKey, DagsterEventType, Definitions
 
-from tests.helpers import ProjectEnv, make_project_env
+from dagster_project.settings import DBT_PROJECT_DIR
+from tests.helpers import PROJECT_ASSETS, ProjectEnv, make_project_env
+from tests.paused_marts import with_dbt_in
 from tests.processes import WAIT_TIMEOUT, start_materialize, wait_for
 from tests.test_input_contract import CASES
 
 TABLE_ASSETS = ("raw_customers", "raw_orders", "raw_payments", "customers", "orders")
 VIEW_ASSETS = ("stg_customers", "stg_orders", "stg_payments")
+RAW_ASSETS = ("raw_customers", "raw_orders", "raw_payments")
 ORDERS_HEADER = "id,user_id,order_date,status\n"
 
 
@@ -354,3 +357,58 @@ def test_a_file_outside_the_input_contract_publishes_nothing_and_names_file_and_
     assert_nothing_published(good, result)
     assert latest_runs(instance) == first_good
     assert f"{path}, {expected}" in failure_message(result)
+
+
+# A new project's first run: nothing was published before it, so nothing stands in the way of
+# publishing too early, and no earlier materialization can stand in for the ones it recorded.
+
+
+def relations_in_main(env) -> list[str]:
+    return [
+        name
+        for (name,) in env.query(
+            "select table_name from information_schema.tables where table_schema = 'main' order by 1"
+        )
+    ]
+
+
+def assert_first_run_left_nothing(env, instance, result) -> None:
+    assert not result.success
+    assert relations_in_main(env) == [], "a failed first run published tables"
+    assert not (env.chart_dir / "order_count_chart.html").exists()
+    recorded = [name for name in PROJECT_ASSETS if instance.get_latest_materialization_event(AssetKey(name))]
+    assert recorded == [], "the catalog shows materializations of tables that do not exist"
+
+
+def test_a_first_load_of_the_raw_tables_alone_that_fails_a_check_publishes_nothing(project_env, instance):
+    path = project_env.data_dir / "raw_orders.csv"
+    replace_file(path, path.read_text(encoding="utf-8").replace(",placed\n", ",lost\n", 1))
+
+    result = project_env.run_job(instance, asset_selection=[AssetKey(name) for name in RAW_ASSETS])
+
+    assert_first_run_left_nothing(project_env, instance, result)
+    assert "- raw_orders: status_is_accepted. 1 row(s) of raw_orders" in failure_message(result)
+
+
+def with_a_mart_dbt_cannot_build(env) -> Definitions:
+    """The project's definitions, with dbt run in a copy whose ``orders`` fails as it is built:
+    a dbt error (as a broken model or a contract would give), not a failed dbt test."""
+    copy = env.root / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
+    orders = copy / "models" / "marts" / "orders.sql"
+    orders.write_text(f"{{{{ config(pre_hook=\"select error('{BROKEN}')\") }}}}\n" + orders.read_text())
+    return with_dbt_in(env.defs(), copy)
+
+
+BROKEN = "orders broken by the test"
+
+
+def test_a_first_run_where_dbt_fails_publishes_nothing_and_the_catalog_shows_nothing(project_env, instance):
+    job = with_a_mart_dbt_cannot_build(project_env).resolve_job_def("jaffle_shop_job")
+
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+
+    assert_first_run_left_nothing(project_env, instance, result)
+    message = failure_message(result)
+    assert "dbt build failed, so nothing was published" in message
+    assert BROKEN in message

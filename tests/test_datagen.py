@@ -85,7 +85,7 @@ def test_every_status_and_payment_method_appears_in_the_default_sample_sized_dat
 def test_an_accepted_value_without_a_percentage_is_refused_with_a_message(tmp_path, monkeypatch):
     monkeypatch.setattr(datagen, "PAYMENT_METHODS", (*PAYMENT_METHODS, "voucher"))
 
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="percentages for") as error:
         generate(1, tmp_path)
 
     assert str(error.value) == (

@@ -15,7 +15,8 @@ def test_the_definitions_load_with_every_asset_and_resource():
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == set(PROJECT_ASSETS)
     assert set(repository.get_top_level_resources()) >= {"duckdb", "dbt", "data_source"}
-    assert defs.resolve_job_def("jaffle_shop_job") is not None
+    job = defs.resolve_job_def("jaffle_shop_job")
+    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == set(PROJECT_ASSETS)
 
 
 def test_the_dbt_manifest_exists_after_set_up():

@@ -61,6 +61,8 @@ def test_a_run_killed_during_a_load_keeps_the_tables_and_the_next_run_succeeds(p
     customers_csv.write_bytes((SAMPLE_DATA_DIR / "raw_customers.csv").read_bytes())
     next_log = project_env.root / "next.log"
     assert materialize(project_env, next_log) == 0, next_log.read_text()[-3000:]
+    # The line the kill is timed against does appear in a run's log.
+    assert "raw_tables - STEP_SUCCESS" in next_log.read_text()
     assert contents(project_env, RAW) == sample
     with DagsterInstance.from_config(str(project_env.dagster_home)) as instance:
         killed, succeeded = sorted(instance.get_run_records(), key=lambda record: record.create_timestamp)

@@ -4,6 +4,7 @@ The comparison with the classic jaffle shop runs on dbt-labs' classic data (``cl
 """
 
 import csv
+import json
 import re
 from datetime import date
 from decimal import Decimal
@@ -119,6 +120,15 @@ def test_every_dbt_test_ran_as_a_passing_asset_check(sample_run):
         "accepted_values_orders_status",
     } <= dbt_checks
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
+
+
+def test_the_run_log_shows_dbt_run_with_the_duckdb_memory_limit_of_the_settings(sample_run):
+    messages = [entry.user_message for entry in sample_run.instance.all_logs(sample_run.result.run_id)]
+    (command,) = [message for message in messages if message.startswith("Running dbt command: ")]
+    arguments = command.removeprefix("Running dbt command: `").split(" --")
+    (given,) = [argument.removeprefix("vars ") for argument in arguments if argument.startswith("vars ")]
+    # profiles.yml turns the var into DuckDB's memory_limit (tests/test_memory_limit.py).
+    assert json.loads(given).get("duckdb_memory_limit") == sample_run.env.settings.duckdb_memory_limit
 
 
 def test_dbt_models_carry_row_counts_and_column_types(sample_run):

@@ -108,6 +108,24 @@ def test_an_unknown_order_status_fails_naming_the_value_and_its_rows(conn, tmp_p
     assert result.description.endswith(": status 'lost' (2 rows).")
 
 
+@pytest.mark.parametrize(
+    ("table", "rows", "check"),
+    [
+        ("raw_orders", "1,1,2018-01-01,placed\n2,1,2018-01-02,\n", "status_is_accepted"),
+        ("raw_payments", "1,1,credit_card,100\n2,1,,200\n", "payment_method_is_accepted"),
+    ],
+    ids=["status", "payment_method"],
+)
+def test_a_missing_status_or_payment_method_fails_its_accepted_values_check(
+    conn, tmp_path, table, rows, check
+):
+    # No dbt test catches it downstream: dbt's accepted_values passes nulls.
+    result = run_check(conn, tmp_path, table, rows, check, allow_shrink=True)
+    assert not result.passed
+    assert result.metadata["failing_rows"].value == 1
+    assert result.description.endswith(" null (1 row).")
+
+
 def test_an_unknown_payment_method_fails(conn, tmp_path):
     rows = "1,1,credit_card,100\n2,1,bitcoin,200\n"
     result = run_check(conn, tmp_path, "raw_payments", rows, "payment_method_is_accepted", allow_shrink=True)
