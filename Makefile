@@ -45,8 +45,10 @@ run: setup $(if $(filter spark,$(JAFFLE_ENV)),$(SPARK_NEEDS))
 	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} python -m dagster_project.serve.dev \
 	  dg dev --no-check-yaml --host 127.0.0.1 --port $(UI_PORT)
 
+# Tests run on one worker per core (pytest-xdist), a module to a worker (tests/conftest.py).
+TEST_WORKERS ?= auto
 test: setup browser postgres compose $(SPARK_NEEDS)
-	pytest
+	pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The production shape on this machine: PostgreSQL, code server, daemon and webserver, each a
 # process of its own (docs/deploying.md). Ctrl-C, or `make stop` from another terminal, stops them.

@@ -72,3 +72,12 @@ def spark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConn
 def spark_connect(spark_server: SparkConnectServer) -> str:
     """The session's Spark Connect URL, `sc://127.0.0.1:PORT`, as SPARK_REMOTE holds it."""
     return spark_server.url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist's ``--dist loadgroup`` (``make test``): a module's tests run on one
+    worker, so its module-scoped fixtures (a deployment, a good run) start once; every Spark test
+    runs on one worker too, the one that starts the session's Spark server."""
+    for item in items:
+        group = "spark" if item.get_closest_marker("spark") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
