@@ -35,7 +35,7 @@ INSTANCE_CONFIG := your-dagster-home
 endif
 
 .PHONY: run test lint materialize chart bench setup browser clean your-dagster-home serve stop postgres \
-	compose java spark spark-stop data sql
+	compose java spark spark-stop data sql mutants
 
 # `dg dev` is `dagster dev` (which still works) without its warning that `dg dev` supersedes it.
 # --no-check-yaml: the project has no component YAML to check, and the check costs 1.5 s per start.
@@ -49,6 +49,14 @@ run: setup $(if $(filter spark,$(JAFFLE_ENV)),$(SPARK_NEEDS))
 TEST_WORKERS ?= auto
 test: setup browser postgres compose $(SPARK_NEEDS)
 	pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# Mutation testing (docs/testing.md): mutmut mutates the modules that hold the promises and runs
+# the fast tests that reach each mutant, both named in pyproject.toml ([tool.mutmut]). Results are
+# kept in mutants/, so a second run tests only the functions that changed.
+mutants: setup
+	mutmut run
+	mutmut export-cicd-stats >/dev/null
+	@python -c 'import json; s = json.load(open("mutants/mutmut-cicd-stats.json")); k = s["killed"] + s["timeout"]; n = s["total"] - s["skipped"]; print(f"Mutation score: {k} of {n} mutants killed ({k / n:.1%}). The others: mutmut results.")'
 
 # The production shape on this machine: PostgreSQL, code server, daemon and webserver, each a
 # process of its own (docs/deploying.md). Ctrl-C, or `make stop` from another terminal, stops them.
@@ -169,4 +177,4 @@ postgres:
 	  fi; }
 
 clean:
-	rm -rf $(VENV) jaffle_shop/target jaffle_shop/logs data/jaffle.duckdb data/charts .dagster_home test-artifacts .serve .spark
+	rm -rf $(VENV) mutants jaffle_shop/target jaffle_shop/logs data/jaffle.duckdb data/charts .dagster_home test-artifacts .serve .spark
