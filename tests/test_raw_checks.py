@@ -6,13 +6,12 @@ test_bad_data.py; here each check's verdict, row count and message.
 
 import pytest
 
-from dagster_project.raw_checks import RAW_CHECKS, Candidate
+from dagster_project.raw_checks import Candidate, raw_checks
 from dagster_project.raw_load import RAW_TABLES, RawLoadConfig
 from dagster_project.warehouse.duckdb import DuckDBSession
 from tests.helpers import load_sample_tables
 
 TABLES = {table.name: table for table in RAW_TABLES}
-CHECKS = {(check.table, check.name): check for check in RAW_CHECKS}
 HEADERS = {
     "raw_customers": "id,first_name,last_name\n",
     "raw_orders": "id,user_id,order_date,status\n",
@@ -41,6 +40,11 @@ def candidate(session: DuckDBSession, loaded: dict[str, tuple[str, str]]) -> Can
     )
 
 
+def the_check(table: str, name: str):
+    (check,) = (check for check in raw_checks() if (check.table, check.name) == (table, name))
+    return check
+
+
 def run_check(conn, tmp_path, table: str, rows: str, check: str, folder: str = "data", **config):
     """Load ``rows`` as a new file of ``table`` (in the published files' folder unless told
     otherwise) and run one check on what a run would then publish."""
@@ -50,13 +54,13 @@ def run_check(conn, tmp_path, table: str, rows: str, check: str, folder: str = "
     session = DuckDBSession(conn)
     version = f"{table}__{'0' * 32}"
     session.load_csv(TABLES[table], path, allow_empty=False, into=version)
-    return CHECKS[(table, check)].run(
+    return the_check(table, check).run(
         session, RawLoadConfig(**config), candidate(session, {table: (version, str(path))})
     )
 
 
 def test_every_check_is_blocking_with_error_severity():
-    assert {check.name for check in RAW_CHECKS} == {
+    assert {check.name for check in raw_checks()} == {
         "id_is_unique_and_not_null",
         "row_count_did_not_shrink",
         "status_is_accepted",
@@ -66,12 +70,12 @@ def test_every_check_is_blocking_with_error_severity():
         "order_id_exists_in_raw_orders",
         "amount_is_not_null_or_negative",
     }
-    assert all(check.spec.blocking for check in RAW_CHECKS)
+    assert all(check.spec.blocking for check in raw_checks())
 
 
 def test_the_sample_data_passes_every_check(conn):
     session = DuckDBSession(conn)
-    results = [check.run(session, RawLoadConfig(), candidate(session, {})) for check in RAW_CHECKS]
+    results = [check.run(session, RawLoadConfig(), candidate(session, {})) for check in raw_checks()]
     assert [(r.asset_key.to_user_string(), r.check_name) for r in results if not r.passed] == []
 
 
@@ -163,7 +167,7 @@ def test_an_order_without_a_payment_fails_naming_the_order(conn, project_env, tm
     assert result.passed
     session = DuckDBSession(conn)
     loaded = {"raw_payments": (f"raw_payments__{'0' * 32}", str(tmp_path / "data" / "raw_payments.csv"))}
-    result = CHECKS[("raw_orders", "every_order_has_a_payment")].run(
+    result = the_check("raw_orders", "every_order_has_a_payment").run(
         session, RawLoadConfig(), candidate(session, loaded)
     )
     assert not result.passed
