@@ -12,7 +12,15 @@ from dagster import Definitions, EnvVar
 
 from dagster_project.definitions import build_defs
 from dagster_project.defs.resources import build_resources
-from dagster_project.settings import ENVIRONMENTS, REPO_ROOT, SettingsError, load_settings
+from dagster_project.settings import (
+    ENVIRONMENTS,
+    REPO_ROOT,
+    PostgresServer,
+    ServeSettings,
+    SettingsError,
+    load_serve_settings,
+    load_settings,
+)
 
 PROD = {"JAFFLE_ENV": "prod", "JAFFLE_PROD_DATABASE": "md:jaffle_shop", "MOTHERDUCK_TOKEN": "t0ken"}
 
@@ -157,3 +165,91 @@ def test_the_chart_resource_takes_its_folder_and_whether_to_open_from_the_settin
     assert report.open_in_browser is True and report.has_display is True
     headless = build_resources(load_settings({"JAFFLE_OPEN_CHART": "1"}))["report"]
     assert headless.should_open() is False
+
+
+# `make serve` (tests/test_serve.py runs the deployment these settings describe).
+
+PG_HOST = {"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_USER": "ops", "DAGSTER_PG_PASSWORD": "pw"}
+
+
+def test_make_serve_defaults_to_a_local_cluster_and_the_ui_on_loopback_port_3000():
+    assert load_serve_settings({}) == ServeSettings(
+        state_dir=REPO_ROOT / ".serve",
+        webserver_host="127.0.0.1",
+        webserver_port=3000,
+        code_server_port=None,
+        postgres=None,
+        local_postgres_port=None,
+    )
+
+
+def test_make_serve_takes_its_folder_host_and_ports_from_the_environment():
+    settings = load_serve_settings(
+        {
+            "JAFFLE_SERVE_DIR": "/srv/jaffle",
+            "DAGSTER_WEBSERVER_HOST": "0.0.0.0",
+            "DAGSTER_CODE_SERVER_PORT": "65535",
+            "DAGSTER_PG_PORT": "1",
+        }
+    )
+    assert settings.state_dir == Path("/srv/jaffle")
+    assert settings.webserver_host == "0.0.0.0"
+    assert (settings.code_server_port, settings.local_postgres_port) == (65535, 1)
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "80a", "-1"])
+def test_a_port_outside_1_to_65535_is_refused_naming_the_variable(port):
+    with pytest.raises(SettingsError) as refused:
+        load_serve_settings({"DAGSTER_CODE_SERVER_PORT": f" {port} "})
+    assert str(refused.value) == f"DAGSTER_CODE_SERVER_PORT={port!r} must be a TCP port number (1 to 65535)."
+
+
+def test_a_postgresql_host_is_used_on_port_5432_with_database_dagster_unless_told():
+    settings = load_serve_settings(PG_HOST)
+    assert settings.postgres == PostgresServer("db.internal", 5432, "ops", "pw", "dagster")
+    assert settings.local_postgres_port is None
+    assert settings.postgres.variables == {
+        "DAGSTER_PG_HOST": "db.internal",
+        "DAGSTER_PG_PORT": "5432",
+        "DAGSTER_PG_USER": "ops",
+        "DAGSTER_PG_PASSWORD": "pw",
+        "DAGSTER_PG_DB": "dagster",
+    }
+    told = load_serve_settings({**PG_HOST, "DAGSTER_PG_PORT": "6543", "DAGSTER_PG_DB": "runs"})
+    assert told.postgres == PostgresServer("db.internal", 6543, "ops", "pw", "runs")
+
+
+def test_a_postgresql_host_without_user_and_password_is_refused_naming_both():
+    with pytest.raises(SettingsError) as refused:
+        load_serve_settings({"DAGSTER_PG_HOST": " db.internal "})
+    assert str(refused.value) == (
+        "DAGSTER_PG_HOST='db.internal' names a PostgreSQL server, but DAGSTER_PG_USER and "
+        "DAGSTER_PG_PASSWORD are not set: set them, or unset DAGSTER_PG_HOST to use a local cluster."
+    )
+
+
+def test_a_postgresql_url_and_host_together_are_refused():
+    with pytest.raises(
+        SettingsError, match=r"^Both DAGSTER_PG_URL and DAGSTER_PG_HOST are set: keep one of them\.$"
+    ):
+        load_serve_settings({**PG_HOST, "DAGSTER_PG_URL": "postgresql://ops:pw@db.internal/runs"})
+
+
+def test_a_postgresql_url_takes_port_5432_and_database_postgres_unless_told():
+    settings = load_serve_settings({"DAGSTER_PG_URL": "postgresql+psycopg2://ops@db.internal"})
+    assert settings.postgres == PostgresServer("db.internal", 5432, "ops", "", "postgres")
+    assert load_serve_settings({"DAGSTER_PG_URL": "postgres://db.internal/"}).postgres == PostgresServer(
+        "db.internal", 5432, "", "", "postgres"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "start"), [("mysql://ops:pw@db.internal/runs", "mysql"), ("ops@db.internal/runs", "ops@db.inter")]
+)
+def test_a_url_that_is_not_postgresql_is_refused_showing_how_it_starts(url, start):
+    with pytest.raises(SettingsError) as refused:
+        load_serve_settings({"DAGSTER_PG_URL": url})
+    assert str(refused.value) == (
+        "DAGSTER_PG_URL must look like postgresql://user:password@host:5432/database; "
+        f"it starts with {start!r}."
+    )
