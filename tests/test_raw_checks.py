@@ -5,11 +5,12 @@ test_bad_data.py; here each check's verdict, row count and message.
 """
 
 import pytest
+from dagster import AssetCheckSeverity, AssetKey
 
 from dagster_project.raw_checks import Candidate, raw_checks
 from dagster_project.raw_load import RAW_TABLES, RawLoadConfig
 from dagster_project.warehouse.duckdb import DuckDBSession
-from tests.helpers import load_sample_tables
+from tests.helpers import load_sample_tables, materialize_raw
 
 TABLES = {table.name: table for table in RAW_TABLES}
 HEADERS = {
@@ -80,26 +81,30 @@ def test_the_sample_data_passes_every_check(conn):
 
 
 @pytest.mark.parametrize(
-    ("rows", "failing_rows", "described"),
+    ("rows", "failing_rows", "described", "sample_row"),
     [
         (
             "1,1,2018-01-01,placed\n1,2,2018-01-02,placed\n2,3,2018-01-03,placed\n",
             2,
             "2 row(s) of raw_orders have a missing or repeated id: id 1 (2 rows).",
+            "| 1 | 2 |",
         ),
         (
             "1,1,2018-01-01,placed\n,2,2018-01-02,placed\n",
             1,
             "1 row(s) of raw_orders have a missing or repeated id: id null (1 row).",
+            "| null | 1 |",
         ),
     ],
     ids=["duplicate_id", "null_id"],
 )
-def test_a_duplicate_or_null_id_fails_the_id_check(conn, tmp_path, rows, failing_rows, described):
+def test_a_duplicate_or_null_id_fails_the_id_check(conn, tmp_path, rows, failing_rows, described, sample_row):
     result = run_check(conn, tmp_path, "raw_orders", rows, "id_is_unique_and_not_null", allow_shrink=True)
     assert not result.passed
     assert result.metadata["failing_rows"].value == failing_rows
     assert result.description == described
+    # The run's page shows the offending values as a table; a missing one reads "null".
+    assert result.metadata["sample"].value == f"| id | rows |\n| --- | --- |\n{sample_row}"
 
 
 def test_an_unknown_order_status_fails_naming_the_value_and_its_rows(conn, tmp_path):
@@ -107,7 +112,7 @@ def test_an_unknown_order_status_fails_naming_the_value_and_its_rows(conn, tmp_p
     result = run_check(conn, tmp_path, "raw_orders", rows, "status_is_accepted", allow_shrink=True)
     assert not result.passed
     assert result.metadata["failing_rows"].value == 2
-    assert "| lost | 2 |" in result.metadata["sample"].value
+    assert result.metadata["sample"].value == "| status | rows |\n| --- | --- |\n| lost | 2 |"
     assert result.description.startswith("2 row(s) of raw_orders have a status outside the accepted values")
     assert result.description.endswith(": status 'lost' (2 rows).")
 
@@ -203,7 +208,9 @@ def test_a_check_against_a_table_never_loaded_fails_saying_what_to_materialize(p
         result = run_check(
             conn, tmp_path, "raw_orders", "1,1,2018-01-01,placed\n", "every_order_has_a_payment"
         )
+    assert (result.asset_key, result.check_name) == (AssetKey("raw_orders"), "every_order_has_a_payment")
     assert not result.passed
+    assert result.severity == AssetCheckSeverity.ERROR
     assert result.description == (
         "raw_orders cannot be checked against raw_payments, which has never been loaded. "
         "Materialize raw_payments together with raw_orders (or Materialize all)."
@@ -215,3 +222,49 @@ def test_a_file_from_another_folder_is_another_data_set_not_a_shrunk_export(conn
     result = run_check(conn, tmp_path, "raw_customers", tenth, "row_count_did_not_shrink", folder="other")
     assert result.passed
     assert result.metadata["compared_with_last_publish"].value is False
+
+
+# The raw step: every check that reads a loaded table guards the publish.
+
+
+def raw_step_failure(result) -> str:
+    """The message of the raw step's failure, as the run's page shows it."""
+    (event,) = result.get_step_failure_events()
+    return event.step_failure_data.user_failure_data.description
+
+
+def test_a_raw_step_whose_check_fails_publishes_nothing_and_says_which_check_on_which_table(
+    project_env, instance
+):
+    with project_env.warehouse().get_connection() as conn:
+        load_sample_tables(conn, project_env.data_dir)
+    orders = project_env.data_dir / "raw_orders.csv"
+    orders.write_text(orders.read_text(encoding="utf-8").replace(",placed\n", ",lost\n", 1), encoding="utf-8")
+
+    result = materialize_raw(project_env, ["raw_orders"], instance=instance, raise_on_error=False)
+
+    assert not result.success
+    assert raw_step_failure(result) == (
+        "A blocking check on the raw data failed, so nothing was published: the tables users read "
+        "and the chart are unchanged.\n- raw_orders: status_is_accepted. 1 row(s) of raw_orders have a "
+        "status outside the accepted values (placed, shipped, completed, return_pending, returned): "
+        "status 'lost' (1 row)."
+    )
+    assert project_env.query("select count(*) from main.raw_orders where status = 'lost'") == [(0,)]
+
+
+def test_a_check_of_an_unselected_table_that_reads_a_loaded_one_blocks_the_publish(project_env, instance):
+    # Payments alone are loaded; raw_orders' every_order_has_a_payment check reads them.
+    with project_env.warehouse().get_connection() as conn:
+        load_sample_tables(conn, project_env.data_dir)
+    payments = project_env.data_dir / "raw_payments.csv"
+    lines = payments.read_text(encoding="utf-8").splitlines(keepends=True)
+    payments.write_text("".join(line for line in lines if line.split(",")[1] != "99"), encoding="utf-8")
+
+    result = materialize_raw(project_env, ["raw_payments"], instance=instance, raise_on_error=False)
+
+    assert raw_step_failure(result).endswith(
+        "\n- raw_orders: every_order_has_a_payment. 1 row(s) of raw_orders have no payment in "
+        "raw_payments: id 99 (1 row)."
+    )
+    assert project_env.query("select count(*) from main.raw_payments where order_id = 99") == [(1,)]
