@@ -268,3 +268,30 @@ def test_a_check_of_an_unselected_table_that_reads_a_loaded_one_blocks_the_publi
         "raw_payments: id 99 (1 row)."
     )
     assert project_env.query("select count(*) from main.raw_payments where order_id = 99") == [(1,)]
+
+
+def test_a_selection_that_skips_a_model_between_a_loaded_table_and_a_rebuilt_one_runs_nothing(
+    project_env, instance
+):
+    # orders reads raw_orders through stg_orders; rebuilt without it, it would read old data.
+    selection = [AssetKey("raw_orders"), AssetKey("raw_payments"), AssetKey("orders")]
+
+    result = project_env.run_job(instance, asset_selection=selection)
+
+    refusal = (
+        "This selection cannot keep the published tables consistent, so nothing was run:\n"
+        "- raw_orders is loaded, and models that read it are rebuilt, but stg_orders between them "
+        "is not selected.\n"
+        "- raw_payments is loaded, and models that read it are rebuilt, but stg_payments between "
+        "them is not selected.\n"
+        "Select stg_orders, stg_payments too (or Materialize all), then materialize again."
+    )
+    # Each step refuses before it starts, whichever Dagster runs first.
+    failures = result.get_step_failure_events()
+    assert {event.step_key: event.step_failure_data.user_failure_data.description for event in failures} == {
+        "raw_tables": refusal,
+        "jaffle_shop_dbt_assets": refusal,
+    }
+    assert project_env.query("select count(*) from duckdb_tables() where schema_name = 'jaffle_build'") == [
+        (0,)
+    ]
