@@ -5,6 +5,7 @@ import uuid
 
 import duckdb
 import pytest
+from dagster import TableColumn, TableSchema
 
 from dagster_project.warehouse import Entry, version_name
 from dagster_project.warehouse import publish as wap
@@ -164,3 +165,28 @@ def test_publish_is_one_transaction(session):
     assert published(session) == (500, 5, 5)
     (sql,) = session.conn.execute("select sql from duckdb_views() where view_name = 'mart'").fetchone()
     assert run_id.replace("-", "") not in sql
+
+
+def test_the_catalog_records_the_columns_of_each_published_object_and_the_rows_of_its_tables(session):
+    run_id = new_run()
+    raw = load_raw(session, run_id, 500, "a")
+    session.stage(run_id, raw)
+    models = build_models(session, run_id, "a")
+    wap.publish(session, run_id, models, print)
+    never_published = {"old": Entry(version_name("old", run_id), "view", {})}
+
+    metadata = session.table_metadata({**raw, **models, **never_published})
+
+    assert metadata == {
+        "raw": {
+            "dagster/column_schema": TableSchema([TableColumn("cents", "INTEGER")]),
+            "dagster/row_count": 1,
+        },
+        "mart": {
+            "dagster/column_schema": TableSchema([TableColumn("dollars", "DOUBLE")]),
+            "dagster/row_count": 1,
+        },
+        # A view is not counted: that would run its query again.
+        "stg": {"dagster/column_schema": TableSchema([TableColumn("dollars", "DOUBLE")])},
+        "old": {},
+    }
