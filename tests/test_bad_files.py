@@ -6,9 +6,10 @@ still holds the sample: a failed load never leaves a half-written or emptied tab
 
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from dagster_project.csv_errors import RawFileError
+from dagster_project.csv_errors import RawFileError, describe_csv_error
 from dagster_project.data_source import DataSourceError, LocalDataSource
 from dagster_project.input_contract import EXPECTED
 from dagster_project.raw_load import RAW_TABLES
@@ -268,3 +269,52 @@ def test_old_mac_line_endings_are_refused_naming_the_fix(tmp_path, warehouse):
     message = refused(warehouse, "raw_customers", path)
     assert f"{path}, line 1: the lines end with a carriage return alone" in message
     assert "Save the file with LF or CRLF line endings." in message
+
+
+# DuckDB's own CSV errors. The load names a refused record from its own reading of the file
+# (as on Spark); should DuckDB ever refuse a file that reading passes, DuckDB's error is retold:
+# file, line and what is wrong, without its advice (ignore_errors=true would drop rows).
+
+
+def duckdb_csv_error(path: Path, header: list[str]) -> duckdb.Error:
+    """What DuckDB's reader raises on ``path``, read with the load's options."""
+    columns = ", ".join(f"'{name}': 'VARCHAR'" for name in header)
+    with pytest.raises(duckdb.Error) as raised:
+        duckdb.sql(
+            f"from read_csv('{path}', columns = {{{columns}}}, header = true, auto_detect = false, "
+            "strict_mode = true, delim = ',', quote = '\"', escape = '\"')"
+        ).fetchall()
+    return raised.value
+
+
+@pytest.mark.parametrize(
+    ("data", "told"),
+    [
+        (
+            b'1,"Ada"x,L.\n',
+            ", line 2: a quoted value is never closed (an unbalanced double quote). The line reads: '1,\"Ada\"x,L.'.",
+        ),
+        (
+            b"1,Ada,L.\n2,Bob\n",
+            ", line 3: the row has 2 fields, but the header has 3. The line reads: '2,Bob'.",
+        ),
+        (
+            b"1,Ada,L.,x\n",
+            ", line 2: the row has 4 fields, but the header has 3. The line reads: '1,Ada,L.,x'.",
+        ),
+        (
+            b"1,Ren\xe9,L.\n",
+            ", line 2: byte 6 of the line is 0xE9, which is not UTF-8 (the file is probably Latin-1 or "
+            "Windows-1252). Save it as UTF-8.",
+        ),
+        (b"1,Ada\r,L.\n", ": Invalid Input Error: The CSV Parser state machine reached an invalid state."),
+    ],
+    ids=["quote", "short_row", "long_row", "latin1", "other"],
+)
+def test_duckdbs_own_csv_error_is_retold_with_file_line_and_problem_without_its_advice(tmp_path, data, told):
+    path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER + data)
+    header = ["id", "first_name", "last_name"]
+
+    message = describe_csv_error(path, header, duckdb_csv_error(path, header))
+
+    assert message == f"{path}{told}"
