@@ -60,16 +60,39 @@ def run_check(conn, tmp_path, table: str, rows: str, check: str, folder: str = "
     )
 
 
-def test_every_check_is_blocking_with_error_severity():
-    assert {check.name for check in raw_checks()} == {
-        "id_is_unique_and_not_null",
-        "row_count_did_not_shrink",
-        "status_is_accepted",
-        "payment_method_is_accepted",
-        "user_id_exists_in_raw_customers",
-        "every_order_has_a_payment",
-        "order_id_exists_in_raw_orders",
-        "amount_is_not_null_or_negative",
+def test_every_check_is_blocking_and_says_what_it_promises():
+    shrink = (
+        "The load keeps at least half the rows last published from the same folder (run config "
+        "max_shrink), unless the run config sets allow_shrink."
+    )
+    unique = "Every id is present and appears once."
+    # What the UI shows beside each check.
+    assert {(check.table, check.name): check.spec.description for check in raw_checks()} == {
+        ("raw_customers", "id_is_unique_and_not_null"): unique,
+        ("raw_customers", "row_count_did_not_shrink"): shrink,
+        ("raw_orders", "id_is_unique_and_not_null"): unique,
+        ("raw_orders", "row_count_did_not_shrink"): shrink,
+        ("raw_orders", "status_is_accepted"): (
+            "Every status is one of: placed, shipped, completed, return_pending, returned."
+        ),
+        (
+            "raw_orders",
+            "user_id_exists_in_raw_customers",
+        ): "Every user_id in raw_orders is an id in raw_customers.",
+        ("raw_orders", "every_order_has_a_payment"): "Every order has at least one payment in raw_payments.",
+        ("raw_payments", "id_is_unique_and_not_null"): unique,
+        ("raw_payments", "row_count_did_not_shrink"): shrink,
+        ("raw_payments", "payment_method_is_accepted"): (
+            "Every payment_method is one of: credit_card, coupon, bank_transfer, gift_card."
+        ),
+        (
+            "raw_payments",
+            "order_id_exists_in_raw_orders",
+        ): "Every order_id in raw_payments is an id in raw_orders.",
+        (
+            "raw_payments",
+            "amount_is_not_null_or_negative",
+        ): "Every payment has an amount of zero cents or more.",
     }
     assert all(check.spec.blocking for check in raw_checks())
 
@@ -78,6 +101,8 @@ def test_the_sample_data_passes_every_check(conn):
     session = DuckDBSession(conn)
     results = [check.run(session, RawLoadConfig(), candidate(session, {})) for check in raw_checks()]
     assert [(r.asset_key.to_user_string(), r.check_name) for r in results if not r.passed] == []
+    # A check that passes says nothing more: no message, no sample.
+    assert {(r.description, "sample" in r.metadata) for r in results} == {(None, False)}
 
 
 @pytest.mark.parametrize(
@@ -135,6 +160,21 @@ def test_a_missing_status_or_payment_method_fails_its_accepted_values_check(
     assert result.description.endswith(" null (1 row).")
 
 
+def test_a_failure_shows_the_five_commonest_values_then_counts_the_rest_and_samples_ten(conn, tmp_path):
+    statuses = [f"s{n:02}" for n in range(12)]
+    # s00 on three rows, s01 on two, the others on one each.
+    rows = "".join(
+        f"{i},1,2018-01-01,{status}\n" for i, status in enumerate(["s00", "s00", "s01", *statuses], 1)
+    )
+    result = run_check(conn, tmp_path, "raw_orders", rows, "status_is_accepted", allow_shrink=True)
+    assert result.description.endswith(
+        ": status 's00' (3 rows), 's01' (2 rows), 's02' (1 row), 's03' (1 row), 's04' (1 row) and 7 more."
+    )
+    assert result.metadata["failing_rows"].value == 15
+    assert result.metadata["distinct_failing_values"].value == 12
+    assert len(result.metadata["sample"].value.splitlines()) == 2 + 10
+
+
 def test_an_unknown_payment_method_fails(conn, tmp_path):
     rows = "1,1,credit_card,100\n2,1,bitcoin,200\n"
     result = run_check(conn, tmp_path, "raw_payments", rows, "payment_method_is_accepted", allow_shrink=True)
@@ -183,12 +223,14 @@ def test_a_load_that_halves_a_table_fails_giving_the_numbers(conn, tmp_path):
     rows = "".join(f"{n},Ann,B.\n" for n in range(1, 50))
     result = run_check(conn, tmp_path, "raw_customers", rows, "row_count_did_not_shrink")
     assert not result.passed
-    assert result.description.startswith(
-        "raw_customers would go from 100 published rows to 49: 51% fewer, more than the 50% allowed"
+    assert result.description == (
+        "raw_customers would go from 100 published rows to 49: 51% fewer, more than the 50% allowed "
+        "(max_shrink). If the smaller file is right, materialize again with allow_shrink: true in the "
+        "run config; otherwise export the file again."
     )
-    assert "materialize again with allow_shrink: true in the run config" in result.description
     assert result.metadata["published_rows"].value == 100
     assert result.metadata["loaded_rows"].value == 49
+    assert result.metadata["lost_share"].value == 0.51
 
 
 def test_a_shrink_within_the_limit_or_allowed_by_the_run_config_passes(conn, tmp_path):
@@ -221,7 +263,9 @@ def test_a_file_from_another_folder_is_another_data_set_not_a_shrunk_export(conn
     tenth = "".join(f"{i},A,B.\n" for i in range(1, 11))
     result = run_check(conn, tmp_path, "raw_customers", tenth, "row_count_did_not_shrink", folder="other")
     assert result.passed
+    assert result.description is None
     assert result.metadata["compared_with_last_publish"].value is False
+    assert result.metadata["published_rows"].value == 0
 
 
 # The raw step: every check that reads a loaded table guards the publish.
