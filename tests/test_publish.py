@@ -99,8 +99,11 @@ def test_publishing_a_changed_raw_table_without_the_models_that_read_it_is_refus
     run_id = new_run()
     with pytest.raises(wap.PublishRefusedError) as refused:
         wap.publish(session, run_id, load_raw(session, run_id, 900, "b"), print)
-    assert "raw changes, and mart, stg read it" in str(refused.value)
-    assert "Select mart, stg too (or Materialize all)" in str(refused.value)
+    assert str(refused.value) == (
+        "Nothing was published: the tables users read would disagree with each other.\n"
+        "- raw changes, and mart, stg read it but would not be rebuilt from it in this run.\n"
+        "Select mart, stg too (or Materialize all), then materialize again."
+    )
     assert published(session) == (500, 5, 5)
 
 
@@ -123,6 +126,25 @@ def test_a_failed_run_leaves_no_object_of_its_own(session):
     assert session.read_state().pending == {}
     assert set(session.build_objects()) == set(before) | {"raw", "stg", "mart"}
     assert published(session) == (500, 5, 5)
+
+
+def test_a_refusal_names_each_changed_table_and_what_reads_it():
+    found = {"raw_orders": ["stg_orders"], "raw_payments": ["orders", "stg_payments"]}
+    assert wap.refusal(found).splitlines()[1:] == [
+        "- raw_orders changes, and stg_orders reads it but would not be rebuilt from it in this run.",
+        "- raw_payments changes, and orders, stg_payments read it but would not be rebuilt from it in this run.",
+        "Select orders, stg_orders, stg_payments too (or Materialize all), then materialize again.",
+    ]
+
+
+def test_what_a_failed_run_built_in_the_workspace_is_dropped_so_no_later_run_reads_it(session):
+    publish_all(session, 500, "a")
+    session.conn.execute("create table jaffle_build.new_model as select 1 as x")
+
+    wap.reset_workspace(session, None)
+
+    assert "new_model" not in session.build_objects()
+    assert session.conn.execute("from jaffle_build.mart").fetchone() == (5,)
 
 
 def test_ended_runs_versions_go_once_nothing_published_reads_them(session):
