@@ -259,6 +259,12 @@ ORDERS = b"id,user_id,order_date,status\n"
             "line 3: the row is empty (',,,'). Delete the empty rows (a spreadsheet often leaves "
             "some at the end of an export).",
         ),
+        (
+            # The 32-bit integers' ends and empty fields (nulls) keep to the contract.
+            "raw_payments",
+            PAYMENTS + b"1,-2147483648,coupon,2147483647\n2,,coupon,\n3,1,coupon,2147483648\n",
+            f"line 4: column 4 (amount) holds '2147483648', which is not {INTEGER}.",
+        ),
     ],
     ids=[
         "half_cent",
@@ -270,6 +276,7 @@ ORDERS = b"id,user_id,order_date,status\n"
         "year_18",
         "after_a_quoted_newline",
         "empty_row",
+        "after_the_integers_ends_and_nulls",
     ],
 )
 def test_a_value_outside_the_input_contract_is_refused_with_its_line_and_column(
