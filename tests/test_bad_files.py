@@ -4,6 +4,7 @@ Each failing case first loads the good sample, then the bad file, and checks tha
 still holds the sample: a failed load never leaves a half-written or emptied table.
 """
 
+import hashlib
 from pathlib import Path
 
 import duckdb
@@ -201,7 +202,18 @@ def test_a_data_folder_whose_path_holds_a_quote_and_a_space_loads(project_env, t
     (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_orders"]]
     metadata = event.materialization.metadata
     assert metadata["dagster/row_count"].value == 99
+    assert [column.name for column in metadata["dagster/column_schema"].value.columns] == [
+        "id",
+        "user_id",
+        "order_date",
+        "status",
+    ]
     assert metadata["source_file"].value == str(folder / "raw_orders.csv")
+    # What the sensor compares with the file it watches.
+    assert (
+        metadata["source_sha256"].value
+        == hashlib.sha256((folder / "raw_orders.csv").read_bytes()).hexdigest()
+    )
     assert project_env.query("select count(*) from main.raw_orders") == [(99,)]
 
 
