@@ -5,8 +5,10 @@ test_bad_data.py; here each check's verdict, row count and message.
 """
 
 import pytest
-from dagster import AssetCheckSeverity, AssetKey
+from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetSelection, materialize
 
+from dagster_project.data_source import LocalDataSource
+from dagster_project.defs.ingest import raw_tables
 from dagster_project.raw_checks import Candidate, raw_checks
 from dagster_project.raw_load import RAW_TABLES, RawLoadConfig
 from dagster_project.warehouse.duckdb import DuckDBSession
@@ -337,3 +339,25 @@ def test_a_selection_that_skips_a_model_between_a_loaded_table_and_a_rebuilt_one
         "jaffle_shop_dbt_assets": refusal,
     }
     assert not project_env.database.exists()
+
+
+def test_a_check_run_alone_on_a_table_never_loaded_fails_saying_what_to_materialize(project_env, instance):
+    # A re-run of one check from the UI: its table was never loaded, so there is nothing to check.
+    check = AssetCheckKey(AssetKey("raw_orders"), "status_is_accepted")
+    result = materialize(
+        [raw_tables],
+        selection=AssetSelection.checks(check),
+        resources={
+            "duckdb": project_env.warehouse(),
+            "data_source": LocalDataSource(directory=str(project_env.data_dir)),
+        },
+        instance=instance,
+        raise_on_error=False,
+    )
+
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert (evaluation.asset_check_key, evaluation.passed) == (check, False)
+    assert evaluation.description == (
+        "raw_orders has never been loaded, so status_is_accepted cannot run. Materialize raw_orders "
+        "(or Materialize all)."
+    )
