@@ -5,7 +5,7 @@ import uuid
 
 import duckdb
 import pytest
-from dagster import TableColumn, TableSchema
+from dagster import AssetCheckResult, TableColumn, TableSchema
 
 from dagster_project.warehouse import Entry, version_name
 from dagster_project.warehouse import publish as wap
@@ -145,6 +145,33 @@ def test_what_a_failed_run_built_in_the_workspace_is_dropped_so_no_later_run_rea
 
     assert "new_model" not in session.build_objects()
     assert session.conn.execute("from jaffle_build.mart").fetchone() == (5,)
+
+
+def test_discarding_a_run_drops_its_own_versions_only(session):
+    publish_all(session, 500, "a")
+    failed, in_flight = new_run(), new_run()
+    session.stage(in_flight, load_raw(session, in_flight, 700, "b"))
+    session.stage(failed, load_raw(session, failed, 900, "c"))
+
+    assert wap.discard(session, failed) == [version_name("raw", failed)]
+
+    assert version_name("raw", in_flight) in session.build_objects()
+    assert list(session.read_state().pending) == [in_flight]
+    assert published(session) == (500, 5, 5)
+
+
+def test_the_failure_message_lists_each_failed_check_on_a_line_of_its_own():
+    failed = [
+        AssetCheckResult(
+            asset_key="raw_orders", check_name="status_is_accepted", passed=False, description="2 rows."
+        ),
+        AssetCheckResult(asset_key="orders", check_name="not_null_orders_amount", passed=False),
+    ]
+    assert wap.failure_summary(failed, "A dbt test") == (
+        "A dbt test failed, so nothing was published: the tables users read and the chart are unchanged.\n"
+        "- raw_orders: status_is_accepted. 2 rows.\n"
+        "- orders: not_null_orders_amount."
+    )
 
 
 def test_ended_runs_versions_go_once_nothing_published_reads_them(session):

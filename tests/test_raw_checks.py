@@ -177,6 +177,13 @@ def test_a_failure_shows_the_five_commonest_values_then_counts_the_rest_and_samp
     assert len(result.metadata["sample"].value.splitlines()) == 2 + 10
 
 
+@pytest.mark.parametrize(("distinct", "more"), [(5, ""), (6, " and 1 more")])
+def test_more_than_five_values_end_with_how_many_more(conn, tmp_path, distinct, more):
+    rows = "".join(f"{i},1,2018-01-01,s{i}\n" for i in range(1, distinct + 1))
+    result = run_check(conn, tmp_path, "raw_orders", rows, "status_is_accepted", allow_shrink=True)
+    assert result.description.endswith(f"'s5' (1 row){more}.")
+
+
 def test_an_unknown_payment_method_fails(conn, tmp_path):
     rows = "1,1,credit_card,100\n2,1,bitcoin,200\n"
     result = run_check(conn, tmp_path, "raw_payments", rows, "payment_method_is_accepted", allow_shrink=True)
@@ -252,6 +259,10 @@ def test_a_check_against_a_table_never_loaded_fails_saying_what_to_materialize(p
         result = run_check(
             conn, tmp_path, "raw_orders", "1,1,2018-01-01,placed\n", "every_order_has_a_payment"
         )
+        reference = run_check(
+            conn, tmp_path, "raw_orders", "1,1,2018-01-01,placed\n", "user_id_exists_in_raw_customers"
+        )
+    assert (reference.check_name, reference.passed) == ("user_id_exists_in_raw_customers", False)
     assert (result.asset_key, result.check_name) == (AssetKey("raw_orders"), "every_order_has_a_payment")
     assert not result.passed
     assert result.severity == AssetCheckSeverity.ERROR

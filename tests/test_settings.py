@@ -286,6 +286,8 @@ def test_a_postgresql_host_is_used_on_port_5432_with_database_dagster_unless_tol
     }
     told = load_serve_settings({**PG_HOST, "DAGSTER_PG_PORT": "6543", "DAGSTER_PG_DB": "runs"})
     assert told.postgres == PostgresServer("db.internal", 6543, "ops", "pw", "runs")
+    # DAGSTER_PG_PORT is the given server's port, not a local cluster's.
+    assert told.local_postgres_port is None
 
 
 def test_a_postgresql_host_without_user_and_password_is_refused_naming_both():
@@ -295,6 +297,20 @@ def test_a_postgresql_host_without_user_and_password_is_refused_naming_both():
         "DAGSTER_PG_HOST='db.internal' names a PostgreSQL server, but DAGSTER_PG_USER and "
         "DAGSTER_PG_PASSWORD are not set: set them, or unset DAGSTER_PG_HOST to use a local cluster."
     )
+
+
+def test_a_postgresql_host_without_its_user_is_refused_naming_it():
+    with pytest.raises(SettingsError) as refused:
+        load_serve_settings({"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PASSWORD": "pw"})
+    assert str(refused.value) == (
+        "DAGSTER_PG_HOST='db.internal' names a PostgreSQL server, but DAGSTER_PG_USER is not set: "
+        "set it, or unset DAGSTER_PG_HOST to use a local cluster."
+    )
+
+
+def test_make_serve_reads_the_process_environment_without_an_argument(monkeypatch):
+    monkeypatch.setenv("UI_PORT", "3100")
+    assert load_serve_settings().webserver_port == 3100
 
 
 def test_a_postgresql_url_and_host_together_are_refused():
