@@ -293,7 +293,8 @@ def _given_postgres(env: dict[str, str]) -> PostgresServer | None:
     if missing:
         raise SettingsError(
             f"DAGSTER_PG_HOST={host!r} names a PostgreSQL server, but {' and '.join(missing)} "
-            "is not set: set it, or unset DAGSTER_PG_HOST to use a local cluster."
+            f"{'is' if len(missing) == 1 else 'are'} not set: set {'it' if len(missing) == 1 else 'them'}, "
+            "or unset DAGSTER_PG_HOST to use a local cluster."
         )
     return PostgresServer(
         host=host,

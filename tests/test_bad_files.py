@@ -4,11 +4,13 @@ Each failing case first loads the good sample, then the bad file, and checks tha
 still holds the sample: a failed load never leaves a half-written or emptied table.
 """
 
+import hashlib
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from dagster_project.csv_errors import RawFileError
+from dagster_project.csv_errors import RawFileError, describe_csv_error
 from dagster_project.data_source import DataSourceError, LocalDataSource
 from dagster_project.input_contract import EXPECTED
 from dagster_project.raw_load import RAW_TABLES
@@ -91,8 +93,10 @@ def test_an_empty_file_is_refused(tmp_path, warehouse):
 def test_a_header_only_file_is_refused_unless_allow_empty_is_set(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER)
     message = refused(warehouse, "raw_customers", path)
-    assert "has a header but no rows" in message
-    assert "set allow_empty: true in the run config" in message
+    assert message.startswith(
+        f"{path} has a header but no rows. If an empty raw_customers is intended, set allow_empty: "
+        "true in the run config. Nothing was published"
+    )
 
     assert load_csv(warehouse, "raw_customers", path, allow_empty=True) == 0
     assert loaded(warehouse, "raw_customers") == []
@@ -159,8 +163,20 @@ def test_a_non_utf8_byte_is_located(tmp_path, warehouse):
     # "Jérôme" saved as Latin-1: é is the single byte 0xE9.
     path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER + b"1,Ann,B.\n2,J\xe9r\xf4me,C.\n")
     message = refused(warehouse, "raw_customers", path)
-    assert f"{path}, line 3: byte 4 of the line is 0xE9, which is not UTF-8" in message
-    assert "Save it as UTF-8." in message
+    assert message.startswith(
+        f"{path}, line 3: byte 4 of the line is 0xE9, which is not UTF-8 (the file is probably "
+        "Latin-1 or Windows-1252). Save it as UTF-8. Nothing was published"
+    )
+
+
+@pytest.mark.parametrize("rows", [1, 250_000], ids=["short", "several_megabytes"])
+def test_a_cut_file_is_refused_naming_its_last_line(tmp_path, warehouse, rows):
+    # The last line has no line ending: the export may have stopped half-way.
+    path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER + b"1,Ann,B.\n" * rows + b"2,Bob,C")
+    message = refused(warehouse, "raw_customers", path)
+    assert message.startswith(
+        f"{path}, line {rows + 2}: the last line has no line ending, so the file may be cut short"
+    )
 
 
 def test_a_utf8_bom_loads(tmp_path, warehouse):
@@ -186,7 +202,18 @@ def test_a_data_folder_whose_path_holds_a_quote_and_a_space_loads(project_env, t
     (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw_orders"]]
     metadata = event.materialization.metadata
     assert metadata["dagster/row_count"].value == 99
+    assert [column.name for column in metadata["dagster/column_schema"].value.columns] == [
+        "id",
+        "user_id",
+        "order_date",
+        "status",
+    ]
     assert metadata["source_file"].value == str(folder / "raw_orders.csv")
+    # What the sensor compares with the file it watches.
+    assert (
+        metadata["source_sha256"].value
+        == hashlib.sha256((folder / "raw_orders.csv").read_bytes()).hexdigest()
+    )
     assert project_env.query("select count(*) from main.raw_orders") == [(99,)]
 
 
@@ -241,7 +268,14 @@ ORDERS = b"id,user_id,order_date,status\n"
         (
             "raw_orders",
             ORDERS + b"1,1,2018-01-01,placed\n,,,\n",
-            "line 3: the row is empty (',,,'). Delete the empty rows",
+            "line 3: the row is empty (',,,'). Delete the empty rows (a spreadsheet often leaves "
+            "some at the end of an export).",
+        ),
+        (
+            # The 32-bit integers' ends and empty fields (nulls) keep to the contract.
+            "raw_payments",
+            PAYMENTS + b"1,-2147483648,coupon,2147483647\n2,,coupon,\n3,1,coupon,2147483648\n",
+            f"line 4: column 4 (amount) holds '2147483648', which is not {INTEGER}.",
         ),
     ],
     ids=[
@@ -254,6 +288,7 @@ ORDERS = b"id,user_id,order_date,status\n"
         "year_18",
         "after_a_quoted_newline",
         "empty_row",
+        "after_the_integers_ends_and_nulls",
     ],
 )
 def test_a_value_outside_the_input_contract_is_refused_with_its_line_and_column(
@@ -268,3 +303,52 @@ def test_old_mac_line_endings_are_refused_naming_the_fix(tmp_path, warehouse):
     message = refused(warehouse, "raw_customers", path)
     assert f"{path}, line 1: the lines end with a carriage return alone" in message
     assert "Save the file with LF or CRLF line endings." in message
+
+
+# DuckDB's own CSV errors. The load names a refused record from its own reading of the file
+# (as on Spark); should DuckDB ever refuse a file that reading passes, DuckDB's error is retold:
+# file, line and what is wrong, without its advice (ignore_errors=true would drop rows).
+
+
+def duckdb_csv_error(path: Path, header: list[str]) -> duckdb.Error:
+    """What DuckDB's reader raises on ``path``, read with the load's options."""
+    columns = ", ".join(f"'{name}': 'VARCHAR'" for name in header)
+    with pytest.raises(duckdb.Error) as raised:
+        duckdb.sql(
+            f"from read_csv('{path}', columns = {{{columns}}}, header = true, auto_detect = false, "
+            "strict_mode = true, delim = ',', quote = '\"', escape = '\"')"
+        ).fetchall()
+    return raised.value
+
+
+@pytest.mark.parametrize(
+    ("data", "told"),
+    [
+        (
+            b'1,"Ada"x,L.\n',
+            ", line 2: a quoted value is never closed (an unbalanced double quote). The line reads: '1,\"Ada\"x,L.'.",
+        ),
+        (
+            b"1,Ada,L.\n2,Bob\n",
+            ", line 3: the row has 2 fields, but the header has 3. The line reads: '2,Bob'.",
+        ),
+        (
+            b"1,Ada,L.,x\n",
+            ", line 2: the row has 4 fields, but the header has 3. The line reads: '1,Ada,L.,x'.",
+        ),
+        (
+            b"1,Ren\xe9,L.\n",
+            ", line 2: byte 6 of the line is 0xE9, which is not UTF-8 (the file is probably Latin-1 or "
+            "Windows-1252). Save it as UTF-8.",
+        ),
+        (b"1,Ada\r,L.\n", ": Invalid Input Error: The CSV Parser state machine reached an invalid state."),
+    ],
+    ids=["quote", "short_row", "long_row", "latin1", "other"],
+)
+def test_duckdbs_own_csv_error_is_retold_with_file_line_and_problem_without_its_advice(tmp_path, data, told):
+    path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER + data)
+    header = ["id", "first_name", "last_name"]
+
+    message = describe_csv_error(path, header, duckdb_csv_error(path, header))
+
+    assert message == f"{path}{told}"

@@ -1,15 +1,19 @@
 """Another program holding the DuckDB file: a fast, clear failure, never minutes of silence."""
 
+import fcntl
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 import pytest
 from dagster import DagsterEventType
 
+from dagster_project.warehouse import LEASE_TAKEN, RunLeaseTimeoutError
 from dagster_project.warehouse import duckdb as warehouse
 from dagster_project.warehouse.duckdb import DuckDBLockedError, DuckDBWarehouse
 from tests.helpers import load_sample_tables, materialize_raw
@@ -187,3 +191,36 @@ def test_an_error_other_than_a_lock_is_raised_at_once_without_retrying(monkeypat
         pass
     assert len(calls) == 1
     assert clock.sleeps == []
+
+
+# The run lease: one run at a time on the warehouse, whatever launched it.
+
+
+def test_a_run_waiting_for_the_lease_names_the_run_holding_it_then_gives_up_saying_what_to_do(tmp_path):
+    database = tmp_path / "jaffle.duckdb"
+    first, second = (DuckDBWarehouse(database=str(database), run_wait_timeout=0.2) for _ in range(2))
+    first.hold_for_run("run-a", print)
+    holder = f"run run-a (PID {os.getpid()})"
+    log: list[str] = []
+
+    with pytest.raises(RunLeaseTimeoutError) as caught:
+        second.hold_for_run("run-b", log.append)
+
+    assert log == [f"Waiting for {holder} to finish with the warehouse {database}."]
+    assert str(caught.value) == (
+        f"{holder} has held the warehouse {database} for more than 0 s, so this run gave up "
+        "waiting. Wait for that run to end (or terminate it in the UI), then materialize again."
+    )
+    first.release_run_lease()
+    second.hold_for_run("run-b", log.append)
+    assert log[-1] == f"{LEASE_TAKEN} {database} until this run ends."
+    second.release_run_lease()
+
+
+def test_a_lease_whose_holder_is_not_recorded_is_held_by_another_run(tmp_path):
+    database = tmp_path / "jaffle.duckdb"
+    # A holder that has taken the lock and not yet written who it is.
+    with Path(f"{database}.run-lease").open("a+", encoding="utf-8") as lease:
+        fcntl.flock(lease, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunLeaseTimeoutError, match=r"^another run has held the warehouse "):
+            DuckDBWarehouse(database=str(database), run_wait_timeout=0).hold_for_run("run-b", print)

@@ -5,6 +5,7 @@ import uuid
 
 import duckdb
 import pytest
+from dagster import AssetCheckResult, TableColumn, TableSchema
 
 from dagster_project.warehouse import Entry, version_name
 from dagster_project.warehouse import publish as wap
@@ -98,8 +99,11 @@ def test_publishing_a_changed_raw_table_without_the_models_that_read_it_is_refus
     run_id = new_run()
     with pytest.raises(wap.PublishRefusedError) as refused:
         wap.publish(session, run_id, load_raw(session, run_id, 900, "b"), print)
-    assert "raw changes, and mart, stg read it" in str(refused.value)
-    assert "Select mart, stg too (or Materialize all)" in str(refused.value)
+    assert str(refused.value) == (
+        "Nothing was published: the tables users read would disagree with each other.\n"
+        "- raw changes, and mart, stg read it but would not be rebuilt from it in this run.\n"
+        "Select mart, stg too (or Materialize all), then materialize again."
+    )
     assert published(session) == (500, 5, 5)
 
 
@@ -122,6 +126,52 @@ def test_a_failed_run_leaves_no_object_of_its_own(session):
     assert session.read_state().pending == {}
     assert set(session.build_objects()) == set(before) | {"raw", "stg", "mart"}
     assert published(session) == (500, 5, 5)
+
+
+def test_a_refusal_names_each_changed_table_and_what_reads_it():
+    found = {"raw_orders": ["stg_orders"], "raw_payments": ["orders", "stg_payments"]}
+    assert wap.refusal(found).splitlines()[1:] == [
+        "- raw_orders changes, and stg_orders reads it but would not be rebuilt from it in this run.",
+        "- raw_payments changes, and orders, stg_payments read it but would not be rebuilt from it in this run.",
+        "Select orders, stg_orders, stg_payments too (or Materialize all), then materialize again.",
+    ]
+
+
+def test_what_a_failed_run_built_in_the_workspace_is_dropped_so_no_later_run_reads_it(session):
+    publish_all(session, 500, "a")
+    session.conn.execute("create table jaffle_build.new_model as select 1 as x")
+
+    wap.reset_workspace(session, None)
+
+    assert "new_model" not in session.build_objects()
+    assert session.conn.execute("from jaffle_build.mart").fetchone() == (5,)
+
+
+def test_discarding_a_run_drops_its_own_versions_only(session):
+    publish_all(session, 500, "a")
+    failed, in_flight = new_run(), new_run()
+    session.stage(in_flight, load_raw(session, in_flight, 700, "b"))
+    session.stage(failed, load_raw(session, failed, 900, "c"))
+
+    assert wap.discard(session, failed) == [version_name("raw", failed)]
+
+    assert version_name("raw", in_flight) in session.build_objects()
+    assert list(session.read_state().pending) == [in_flight]
+    assert published(session) == (500, 5, 5)
+
+
+def test_the_failure_message_lists_each_failed_check_on_a_line_of_its_own():
+    failed = [
+        AssetCheckResult(
+            asset_key="raw_orders", check_name="status_is_accepted", passed=False, description="2 rows."
+        ),
+        AssetCheckResult(asset_key="orders", check_name="not_null_orders_amount", passed=False),
+    ]
+    assert wap.failure_summary(failed, "A dbt test") == (
+        "A dbt test failed, so nothing was published: the tables users read and the chart are unchanged.\n"
+        "- raw_orders: status_is_accepted. 2 rows.\n"
+        "- orders: not_null_orders_amount."
+    )
 
 
 def test_ended_runs_versions_go_once_nothing_published_reads_them(session):
@@ -164,3 +214,28 @@ def test_publish_is_one_transaction(session):
     assert published(session) == (500, 5, 5)
     (sql,) = session.conn.execute("select sql from duckdb_views() where view_name = 'mart'").fetchone()
     assert run_id.replace("-", "") not in sql
+
+
+def test_the_catalog_records_the_columns_of_each_published_object_and_the_rows_of_its_tables(session):
+    run_id = new_run()
+    raw = load_raw(session, run_id, 500, "a")
+    session.stage(run_id, raw)
+    models = build_models(session, run_id, "a")
+    wap.publish(session, run_id, models, print)
+    never_published = {"old": Entry(version_name("old", run_id), "view", {})}
+
+    metadata = session.table_metadata({**raw, **models, **never_published})
+
+    assert metadata == {
+        "raw": {
+            "dagster/column_schema": TableSchema([TableColumn("cents", "INTEGER")]),
+            "dagster/row_count": 1,
+        },
+        "mart": {
+            "dagster/column_schema": TableSchema([TableColumn("dollars", "DOUBLE")]),
+            "dagster/row_count": 1,
+        },
+        # A view is not counted: that would run its query again.
+        "stg": {"dagster/column_schema": TableSchema([TableColumn("dollars", "DOUBLE")])},
+        "old": {},
+    }

@@ -359,6 +359,11 @@ def test_each_failed_retry_doubles_the_wait(sensor, history, monkeypatch):
     )
 
 
+def test_the_content_tag_names_the_set_of_files_whatever_their_order():
+    assert combined_fingerprint(hashes(NEWER)) != combined_fingerprint(hashes(GOOD))
+    assert combined_fingerprint(dict(reversed(hashes(GOOD).items()))) == combined_fingerprint(hashes(GOOD))
+
+
 def test_the_wait_between_retries_grows_from_two_minutes_to_an_hour():
     minutes = [retry_delay(failures) / timedelta(minutes=1) for failures in range(1, 9)]
     assert minutes == [2, 4, 8, 16, 32, 60, 60, 60]

@@ -10,15 +10,28 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import psutil
 import pytest
-from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRun, EventLogEntry, job, op
+from dagster import (
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    EventLogEntry,
+    job,
+    op,
+)
 from dagster._core.storage.tags import GRPC_INFO_TAG
 
 from dagster_project.run_launcher import WORKER_TAG, HealthCheckedRunLauncher, process_table, worker_tags
 from dagster_project.serve.services import free_port, port_open
+from dagster_project.warehouse import publish as wap
+from dagster_project.warehouse import run_key
 from tests.processes import wait_for
 
 
@@ -192,3 +205,23 @@ def test_a_run_whose_code_server_does_not_answer_is_not_failed_until_it_does(ins
 
     assert health.status.value == "RUNNING"
     assert f"The code server at 127.0.0.1:{port} does not answer" in health.msg
+
+
+def test_clean_up_takes_a_run_as_ended_once_it_ended_or_its_process_is_gone_and_says_so(instance):
+    # What write-audit-publish asks before dropping a run's versions (warehouse/publish.py).
+    live = started_run(instance, worker_tags())
+    gone = started_run(instance, headless(exited_process(), time.time()))
+    failed = instance.create_run_for_job(job_def=some_job)
+    instance.report_run_failed(failed, "The run failed.")
+    elsewhere = str(uuid.uuid4())  # a run of another instance: its state cannot be asked
+    ended = wap.ended_runs(SimpleNamespace(instance=instance))
+
+    assert ended({run_key(run.run_id) for run in (live, gone, failed)} | {run_key(elsewhere)}) == {
+        run_key(gone.run_id),
+        run_key(failed.run_id),
+    }
+    assert ended(set()) == set()
+    # The dead run is reported failed, with the reason, as run monitoring would report it.
+    assert instance.get_run_by_id(live.run_id).status == DagsterRunStatus.STARTED
+    (failure,) = instance.all_logs(gone.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    assert failure.message.startswith("The run's process (PID ")

@@ -25,7 +25,7 @@ from dagster import (
 )
 
 from dagster_project.data_source import DataSource
-from dagster_project.raw_checks import RAW_CHECKS, Candidate, RawCheck, missing_table_result
+from dagster_project.raw_checks import Candidate, RawCheck, missing_table_result, raw_checks
 from dagster_project.raw_load import INGEST_CODE_VERSION, RAW_TABLES, RawLoadConfig
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, Warehouse, version_name
 from dagster_project.warehouse import publish as wap
@@ -96,7 +96,7 @@ def _run_check(check: RawCheck, session: Session, config: RawLoadConfig, candida
 @multi_asset(
     name="raw_tables",
     specs=RAW_ASSET_SPECS,
-    check_specs=[check.spec for check in RAW_CHECKS],
+    check_specs=[check.spec for check in raw_checks()],
     can_subset=True,
 )
 def raw_tables(
@@ -140,7 +140,7 @@ def raw_tables(
             )
             guarding = [
                 check
-                for check in RAW_CHECKS
+                for check in raw_checks()
                 if check.key in context.selected_asset_check_keys or check.reads(set(entries))
             ]
             results = {check.key: _run_check(check, session, config, candidate) for check in guarding}
