@@ -48,7 +48,7 @@ run: setup $(if $(filter spark,$(JAFFLE_ENV)),$(SPARK_NEEDS))
 # Tests run on one worker per core (pytest-xdist), a module to a worker (tests/conftest.py).
 TEST_WORKERS ?= auto
 test: setup browser postgres compose $(SPARK_NEEDS)
-	pytest -n $(TEST_WORKERS) --dist loadgroup
+	pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Mutation testing (docs/testing.md): mutmut mutates the modules that hold the promises and runs
 # the fast tests that reach each mutant, both named in pyproject.toml ([tool.mutmut]). Results are

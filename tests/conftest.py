@@ -74,22 +74,16 @@ def spark_connect(spark_server: SparkConnectServer) -> str:
     return spark_server.url
 
 
-# The groups that take longest, started first so that no worker is left with one of them at the
-# end while the others idle (about 10, 7 and 5 minutes on 2 busy cores).
-LONGEST_GROUPS = ("tests.test_serve", "spark", "tests.test_bad_data")
+# The modules that take longest, started first so that no worker is left with one of them at the
+# end while the other idles (about 10, 7 and 5 minutes on 2 busy cores).
+LONGEST_MODULES = ("tests.test_serve", "tests.test_spark_warehouse", "tests.test_bad_data")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist's ``--dist loadgroup`` (``make test``): a module's tests run on one
-    worker, so its module-scoped fixtures (a deployment, a good run) start once; every Spark test
-    runs on one worker too, the one that starts the session's Spark server.
+    """``make test`` hands whole modules to its pytest-xdist workers (``--dist loadfile``), so a
+    module's shared set-up (a deployment, a good run) starts once; the longest modules go first.
 
-    pytest-randomly has shuffled the items already; the sort is stable, so the rest keep its order.
+    pytest-randomly (a wrapper around this hook) has shuffled the items already; the sort is
+    stable, so the rest keep its order.
     """
-
-    def group(item: pytest.Item) -> str:
-        return "spark" if item.get_closest_marker("spark") else item.module.__name__
-
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
-    items.sort(key=lambda item: group(item) not in LONGEST_GROUPS)
+    items.sort(key=lambda item: item.module.__name__ not in LONGEST_MODULES)
