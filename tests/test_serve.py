@@ -253,6 +253,14 @@ def recorded_runs(deployment: Deployment) -> set[str]:
         connection.close()
 
 
+def listening_sockets(process: psutil.Process) -> list:
+    """The process's listening sockets; none for a short-lived child that exited meanwhile."""
+    try:
+        return [c for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def test_every_service_is_a_process_of_its_own_and_listens_on_loopback_only(deployment: Deployment):
     pids = {name: deployment.processes[name].pid for name in deployment.services}
     assert len(set(pids.values())) == len(deployment.services)
@@ -260,8 +268,7 @@ def test_every_service_is_a_process_of_its_own_and_listens_on_loopback_only(depl
         (name, connection.laddr.ip)
         for name in deployment.services
         for process in [psutil.Process(pids[name]), *psutil.Process(pids[name]).children(recursive=True)]
-        for connection in process.net_connections(kind="inet")
-        if connection.status == psutil.CONN_LISTEN
+        for connection in listening_sockets(process)
     }
     assert {name for name, _ in listening} == set(deployment.services) - {"daemon"}
     assert [(name, ip) for name, ip in listening if not is_loopback(ip)] == []
