@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 import yaml
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
 
 from dagster_project.definitions import build_defs
 from dagster_project.settings import INSTANCE_TEMPLATE, REPO_ROOT, SAMPLE_DATA_DIR, Settings, load_settings
@@ -248,3 +248,16 @@ def ui_graphql_for(
         workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": location}]}))
         with define_out_of_process_workspace(str(workspace), None, instance) as process_context:
             yield UIGraphQL(process_context)
+
+
+# The assets that are tables in `main`, so that the catalog records their row counts.
+TABLE_ASSETS = ("raw_customers", "raw_orders", "raw_payments", "customers", "orders")
+
+
+def assert_catalog_matches_warehouse(env: ProjectEnv, instance: DagsterInstance) -> None:
+    """The latest materialization of every table asset reports the published table's row count."""
+    for name in TABLE_ASSETS:
+        event = instance.get_latest_materialization_event(AssetKey(name))
+        recorded = event.asset_materialization.metadata["dagster/row_count"].value
+        (rows,) = env.query(f"select count(*) from main.{name}")[0]
+        assert recorded == rows, f"the catalog says {name} has {recorded} rows; main.{name} has {rows}"

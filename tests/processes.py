@@ -5,7 +5,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
+
+import psutil
 
 # A whole run takes 10-20 s here; these bound a hung run, they are not expectations.
 RUN_TIMEOUT = 240
@@ -45,3 +48,14 @@ def wait_for(condition: Callable[[], object], what: str) -> object:
             return value
         time.sleep(0.1)
     raise AssertionError(f"gave up after {WAIT_TIMEOUT} s waiting for {what}")
+
+
+def dbt_processes(pid: int) -> list[psutil.Process]:
+    """The dbt processes among the descendants of process ``pid`` (a run's process)."""
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        # A short-lived child may exit between the listing and the look at its command line.
+        with suppress(psutil.NoSuchProcess):
+            if any(part.endswith("dbt") for part in child.cmdline()[:2]):
+                found.append(child)
+    return found

@@ -10,17 +10,21 @@ import shutil
 import signal
 from pathlib import Path
 
-import psutil
 import pytest
 from dagster import AssetKey, DagsterEventType, Definitions
 
 from dagster_project.settings import DBT_PROJECT_DIR
-from tests.helpers import PROJECT_ASSETS, ProjectEnv, make_project_env
+from tests.helpers import (
+    PROJECT_ASSETS,
+    TABLE_ASSETS,
+    ProjectEnv,
+    assert_catalog_matches_warehouse,
+    make_project_env,
+)
 from tests.paused_marts import with_dbt_in
-from tests.processes import WAIT_TIMEOUT, start_materialize, wait_for
+from tests.processes import WAIT_TIMEOUT, dbt_processes, start_materialize, wait_for
 from tests.test_input_contract import CASES
 
-TABLE_ASSETS = ("raw_customers", "raw_orders", "raw_payments", "customers", "orders")
 VIEW_ASSETS = ("stg_customers", "stg_orders", "stg_payments")
 RAW_ASSETS = ("raw_customers", "raw_orders", "raw_payments")
 ORDERS_HEADER = "id,user_id,order_date,status\n"
@@ -33,14 +37,6 @@ def published(env) -> dict[str, object]:
     }
     snapshot["chart"] = (env.chart_dir / "order_count_chart.html").read_bytes()
     return snapshot
-
-
-def assert_catalog_matches_warehouse(env, instance) -> None:
-    for name in TABLE_ASSETS:
-        event = instance.get_latest_materialization_event(AssetKey(name))
-        recorded = event.asset_materialization.metadata["dagster/row_count"].value
-        (rows,) = env.query(f"select count(*) from main.{name}")[0]
-        assert recorded == rows, f"the catalog says {name} has {recorded} rows; main.{name} has {rows}"
 
 
 def latest_runs(instance) -> dict[str, str]:
@@ -75,14 +71,6 @@ def good(good_template, tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     with env.instance() as instance:
         yield env, instance, published(env)
-
-
-def dbt_processes(pid: int) -> list[psutil.Process]:
-    return [
-        child
-        for child in psutil.Process(pid).children(recursive=True)
-        if any(part.endswith("dbt") for part in child.cmdline()[:2])
-    ]
 
 
 def replace_file(path: Path, text: str) -> None:

@@ -10,8 +10,12 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psutil
 import pytest
+from dagster import SensorResult, build_sensor_context
 
+from dagster_project.data_source import LocalDataSource
+from dagster_project.defs.automation import raw_files_sensor
 from dagster_project.settings import REPO_ROOT
 from tests.browser import (
     DagsterDev,
@@ -22,8 +26,8 @@ from tests.browser import (
     wait_for_run_to_end,
 )
 from tests.dagster_dev import launch_job, run_messages, run_status, run_workers, warning_lines
-from tests.helpers import ProjectEnv, make_project_env
-from tests.processes import start_materialize
+from tests.helpers import ProjectEnv, assert_catalog_matches_warehouse, make_project_env
+from tests.processes import dbt_processes, start_materialize
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 JOB = "jaffle_shop_job"
@@ -36,6 +40,9 @@ START_TIMEOUT = 120
 WORKER_DIED = re.compile(
     r"was terminated by signal 9 \(SIGKILL\)|The run's process \(PID \d+\) (is gone|has exited)"
 )
+
+# What a run's log says when it had to wait for the warehouse: another run's lease, or a lock.
+WAITED = re.compile(r"^Waiting for .* to finish with the warehouse|is locked by")
 
 
 @dataclass
@@ -66,17 +73,68 @@ def test_make_run_serves_the_ui_without_printing_a_warning(server: Server):
     assert warning_lines(server.startup_output) == []
 
 
-def test_a_ui_run_whose_worker_is_killed_fails_saying_so_and_the_next_run_succeeds(server: Server):
+def published_tables(env: ProjectEnv) -> dict[str, list[tuple]]:
+    """Every table and view users read (the `main` schema), with all its rows."""
+    if not env.database.exists():
+        return {}
+    names = env.query("select table_name from information_schema.tables where table_schema = 'main'")
+    return {name: sorted(env.query(f'select * from main."{name}"'), key=repr) for (name,) in names}
+
+
+def sensor_tick(instance, env: ProjectEnv, cursor: str | None) -> SensorResult:
+    """One evaluation of the raw-files sensor, as the daemon would run it on this instance."""
+    context = build_sensor_context(instance=instance, cursor=cursor)
+    return raw_files_sensor(context, data_source=LocalDataSource(directory=str(env.data_dir)))
+
+
+def test_a_ui_run_whose_worker_is_killed_during_dbt_leaves_nothing_behind_and_its_files_are_run_again(
+    server: Server, ui_env: ProjectEnv
+):
+    # A new customer: the file now differs from whatever an earlier test's run published.
+    customers = ui_env.data_dir / "raw_customers.csv"
+    text = customers.read_bytes()
+    new_id = max(int(line.split(b",")[0]) for line in text.splitlines()[1:]) + 1
+    customers.unlink()  # the sample files are copied read-only
+    customers.write_bytes(text + f"{new_id},Grace,H.\n".encode())
+    before = published_tables(ui_env)
+
     killed = launch_job(server.dev, JOB)
     wait_until_started(server, killed)
     (worker,) = wait_for("the run worker process", lambda: run_workers(server.dev), START_TIMEOUT)
+    (dbt,) = wait_for("dbt to start in the run", lambda: dbt_processes(worker.pid), START_TIMEOUT)
     worker.send_signal(signal.SIGKILL)
+
+    # dbt dies with the worker (dagster_project/dbt_child.py), so nothing holds the DuckDB file.
+    _, alive = psutil.wait_procs([dbt], timeout=START_TIMEOUT)
+    assert not alive, "dbt outlived its run's worker"
+    wait_for(
+        "the run to be marked failed", lambda: run_status(server.dev, killed) == "FAILURE", RECOVERY_TIMEOUT
+    )
+    assert any(WORKER_DIED.search(message) for message in run_messages(server.dev, killed))
+    assert published_tables(ui_env) == before
+    # The run recorded the new file as pending and died before publishing it: the sensor sees
+    # that the file is still unpublished and asks for a run.
+    with ui_env.instance() as instance:
+        first = sensor_tick(instance, ui_env, None)
+        assert sensor_tick(instance, ui_env, first.cursor).run_requests, (
+            "the sensor did not ask for the files again"
+        )
 
     next_run = launch_job(server.dev, JOB)
 
+    # At once: no lock left by the dead run to wait for.
     assert wait_for_run_to_end(server.dev, next_run, RECOVERY_TIMEOUT) == "SUCCESS"
-    assert run_status(server.dev, killed) == "FAILURE"
-    assert any(WORKER_DIED.search(message) for message in run_messages(server.dev, killed))
+    waits = [m for m in run_messages(server.dev, next_run) if WAITED.search(m)]
+    assert not waits, waits
+    assert ui_env.query("select first_name from main.raw_customers where id = ?", [new_id]) == [("Grace",)]
+    assert ui_env.query("select count(*) from main.customers where customer_id = ?", [new_id]) == [(1,)]
+    with ui_env.instance() as instance:
+        assert_catalog_matches_warehouse(ui_env, instance)
+        first = sensor_tick(instance, ui_env, None)
+        settled = sensor_tick(instance, ui_env, first.cursor)
+        assert (
+            settled.skip_reason.skip_message == "The raw files are the ones last published: nothing to run."
+        )
 
 
 def test_a_headless_run_killed_mid_way_is_failed_by_itself_and_the_ui_run_queued_behind_it_succeeds(

@@ -9,7 +9,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
 from dagster_project.settings import SAMPLE_DATA_DIR
 from tests.helpers import load_sample_tables
-from tests.processes import WAIT_TIMEOUT, materialize, start_materialize, wait_for
+from tests.processes import WAIT_TIMEOUT, dbt_processes, materialize, start_materialize, wait_for
 
 RAW = ("raw_customers", "raw_orders", "raw_payments")
 MARTS = ("customers", "orders")
@@ -72,14 +72,6 @@ def test_a_run_killed_during_a_load_keeps_the_tables_and_the_next_run_succeeds(p
         assert succeeded.dagster_run.status == DagsterRunStatus.SUCCESS
 
 
-def dbt_processes(run: psutil.Process) -> list[psutil.Process]:
-    return [
-        child
-        for child in run.children(recursive=True)
-        if any(part.endswith("dbt") for part in child.cmdline()[:2])
-    ]
-
-
 def dbt_model_started(log, model: str) -> bool:
     return re.search(rf"START sql table model \S+\.{model} ", log.read_text()) is not None
 
@@ -102,7 +94,7 @@ def test_terminating_a_run_while_dbt_runs_stops_dbt_before_the_marts_and_publish
     run = start_materialize(project_env, log, paused)
     try:
         wait_for(lambda: dbt_model_started(log, "customers"), "dbt to start building customers")
-        (dbt,) = dbt_processes(psutil.Process(run.pid))
+        (dbt,) = dbt_processes(run.pid)
         # SIGTERM is what Terminate in the UI and `kill` send.
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=WAIT_TIMEOUT) == 1

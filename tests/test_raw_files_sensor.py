@@ -28,6 +28,7 @@ from dagster import (
     MaterializeResult,
     RunRequest,
     SensorResult,
+    asset,
     build_sensor_context,
     define_asset_job,
     multi_asset,
@@ -43,7 +44,7 @@ from dagster_project.defs.automation import (
     raw_files_sensor,
     retry_delay,
 )
-from dagster_project.defs.ingest import RAW_TABLES
+from dagster_project.defs.ingest import PENDING, RAW_TABLES
 from tests.mocks import InMemoryDataSource
 
 GOOD = {
@@ -54,6 +55,7 @@ GOOD = {
 BAD = {**GOOD, "raw_orders.csv": GOOD["raw_orders.csv"].replace("placed", "lost")}
 NEWER = {**GOOD, "raw_orders.csv": GOOD["raw_orders.csv"] + "2,1,2024-01-03,shipped\n"}
 
+WORKER_KILLED = "The run worker exited unexpectedly (SIGKILL)."
 LOCKED = "The DuckDB file /data/jaffle.duckdb is locked by /usr/bin/duckdb (PID 4242); gave up after 14 s."
 
 
@@ -118,18 +120,26 @@ class History:
             )
 
     def run(self, request: RunRequest, files: dict[str, str], outcome: str, publishes: bool = False) -> str:
-        job = Definitions(
-            assets=[stand_in_raw_assets(hashes(files), outcome, publishes or outcome == "succeeds")],
-            jobs=[define_asset_job("jaffle_shop_job")],
-        ).resolve_job_def("jaffle_shop_job")
-        if outcome in ("succeeds", "fails a check", "has a bad file", "finds the file locked"):
+        assets = [stand_in_raw_assets(hashes(files), outcome, publishes or outcome == "succeeds")]
+        if outcome == "dies before publishing":
+            assets.append(dying_dbt_step)
+        job = Definitions(assets=assets, jobs=[define_asset_job("jaffle_shop_job")]).resolve_job_def(
+            "jaffle_shop_job"
+        )
+        if outcome in (
+            "succeeds",
+            "fails a check",
+            "has a bad file",
+            "finds the file locked",
+            "dies before publishing",
+        ):
             result = job.execute_in_process(instance=self.instance, tags=request.tags, raise_on_error=False)
             assert result.success == (outcome == "succeeds")
             return result.run_id
         status = DagsterRunStatus.NOT_STARTED if outcome == "waits to start" else DagsterRunStatus.STARTED
         run = self.instance.create_run_for_job(job, tags=request.tags, status=status)
         if outcome == "worker dies":
-            self.instance.report_run_failed(run, "The run worker exited unexpectedly (SIGKILL).")
+            self.instance.report_run_failed(run, WORKER_KILLED)
         elif outcome == "is canceled":
             self.instance.report_run_canceled(run)
         else:
@@ -150,10 +160,13 @@ def stand_in_raw_assets(file_hashes: dict[str, str], outcome: str, publishes: bo
             raise RuntimeError(LOCKED)
         if outcome == "has a bad file":
             raise RawFileError("raw_orders.csv, line 2: column 3 (order_date) holds '2024-13-45'.")
-        if publishes:
+        if publishes or outcome == "dies before publishing":
+            # As the raw step records tables that its run's dbt step is to publish.
+            published = PENDING if outcome == "dies before publishing" else "yes"
             for table in RAW_TABLES:
                 yield MaterializeResult(
-                    asset_key=table.name, metadata={"source_sha256": file_hashes[table.file_name]}
+                    asset_key=table.name,
+                    metadata={"source_sha256": file_hashes[table.file_name], "published": published},
                 )
         yield AssetCheckResult(
             asset_key="raw_orders",
@@ -163,6 +176,12 @@ def stand_in_raw_assets(file_hashes: dict[str, str], outcome: str, publishes: bo
         )
 
     return raw_tables
+
+
+@asset(deps=[table.name for table in RAW_TABLES])
+def dying_dbt_step():
+    """Stands for a dbt step whose worker is killed before it publishes the pending raw tables."""
+    raise RuntimeError(WORKER_KILLED)
 
 
 @pytest.fixture
@@ -325,7 +344,9 @@ def test_good_then_bad_then_good_files_end_with_the_good_ones_published(sensor, 
     ("outcome", "reason"),
     [
         ("finds the file locked", LOCKED),
-        ("worker dies", "The run worker exited unexpectedly (SIGKILL)."),
+        ("worker dies", WORKER_KILLED),
+        # Its raw tables were recorded as pending: the files were never published.
+        ("dies before publishing", WORKER_KILLED),
     ],
 )
 def test_a_run_that_failed_for_another_reason_is_retried_after_a_back_off(

@@ -60,6 +60,7 @@ from dagster import (
 
 from dagster_project.csv_errors import RawFileError
 from dagster_project.data_source import DataSource, FileStat
+from dagster_project.defs.ingest import PENDING
 from dagster_project.raw_load import RAW_TABLES
 
 RAW_FILES = tuple(table.file_name for table in RAW_TABLES)
@@ -165,11 +166,22 @@ def latest_materializations(instance: DagsterInstance) -> dict[str, EventLogEntr
     return {name: latest.get(AssetKey(_TABLE_OF_FILE[name])) for name in RAW_FILES}
 
 
-def published_sha256(event: EventLogEntry | None) -> str | None:
-    """The hash of the file behind the asset's latest materialization: the published data."""
+def published_sha256(instance: DagsterInstance, event: EventLogEntry | None) -> str | None:
+    """The hash of the file behind the asset's latest materialization, if that data is published.
+
+    A run that loads raw files and rebuilds the models reading them records the raw tables as
+    pending before its dbt step publishes them. If that run then died (its worker killed), no
+    step was left to put the catalog right, so its pending hashes are not the published ones:
+    the files are unpublished and the run is retried.
+    """
     materialization = event.asset_materialization if event else None
     if materialization is None or "source_sha256" not in materialization.metadata:
         return None
+    published = materialization.metadata.get("published")
+    if published is not None and published.value == PENDING:
+        run = instance.get_run_by_id(event.run_id)
+        if run is None or run.status not in (*_IN_FLIGHT, DagsterRunStatus.SUCCESS):
+            return None
     return materialization.metadata["source_sha256"].value
 
 
@@ -261,7 +273,7 @@ def _request(tags: dict[str, str]) -> RunRequest:
 def next_run(instance: DagsterInstance, hashes: dict[str, str]) -> RunRequest | SkipReason:
     """What to do about files whose hashes are settled: see the module's docstring."""
     published = latest_materializations(instance)
-    differing = [name for name in RAW_FILES if published_sha256(published[name]) != hashes[name]]
+    differing = [name for name in RAW_FILES if published_sha256(instance, published[name]) != hashes[name]]
     if not differing:
         return SkipReason("The raw files are the ones last published: nothing to run.")
     changed = ", ".join(differing)
