@@ -49,11 +49,49 @@ def _encoding_message(path: Path, where: str) -> str:
     )
 
 
-def refuse_non_utf8(path: Path) -> None:
-    """Refuse a file that is not UTF-8, for readers that would load it with replacement characters
-    (Spark's); reads the whole file, so only those readers pay for it."""
-    if found := first_non_utf8_byte(path):
-        raise RawFileError(_encoding_message(path, f"{path}, line {found[0]}"))
+_ENDINGS = {b"\r\n": "CR LF (Windows)", b"\n": "LF alone (Unix)"}
+
+
+def unreadable_line(path: Path) -> str | None:
+    """What makes ``path`` unreadable line by line, with the line, or None; one pass over the file.
+
+    Two things neither reader reports usefully: a byte that is not UTF-8, and a record that ends
+    otherwise than the header (a file appended to by another program). DuckDB refuses mixed
+    line endings with "the CSV Parser state machine reached an invalid state", naming no line;
+    Spark's reader takes either, so the same file is refused on both. A line break inside a
+    quoted value is part of the value, whatever its kind: a line whose double quotes leave a
+    value open does not end a record.
+    """
+    expected = None
+    quoted = False
+    with path.open("rb") as file:
+        for number, line in enumerate(file, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return _encoding_message(path, f"{path}, line {number}")
+            # An odd number of quotes opens or closes a value; a doubled quote ("") counts two.
+            quoted ^= line.count(b'"') % 2 == 1
+            if quoted or not line.endswith(b"\n"):
+                continue
+            ending = b"\r\n" if line.endswith(b"\r\n") else b"\n"
+            if expected is None:
+                expected = ending
+            elif ending != expected:
+                return (
+                    f"{path}, line {number}: the line ends with {_ENDINGS[ending]}, but the lines "
+                    f"before it end with {_ENDINGS[expected]}: the file mixes two kinds of line "
+                    "ending (two programs wrote it?). Save it with one kind throughout."
+                )
+    return None
+
+
+def refuse_unreadable(path: Path) -> None:
+    """Refuse a file that is not UTF-8 or mixes line endings, for readers that would load it
+    (Spark's, with replacement characters for the bytes); reads the whole file, so only those
+    readers pay for it."""
+    if found := unreadable_line(path):
+        raise RawFileError(found)
 
 
 def describe_csv_error(path: Path, header: list[str], error: Exception) -> str:
@@ -89,8 +127,8 @@ def locate_bad_record(path: Path, header: list[str], columns: dict[str, str]) ->
     saying where: the file is read again here, record by record, so this runs only after a load
     has failed.
     """
-    if found := first_non_utf8_byte(path):
-        return _encoding_message(path, f"{path}, line {found[0]}")
+    if found := unreadable_line(path):
+        return found
     with path.open(encoding="utf-8-sig", newline="") as file:
         reader = csv.reader(file, strict=True)
         next(reader, None)

@@ -34,6 +34,13 @@ CASES = [
     ("bom", "raw_customers", b"\xef\xbb\xbf" + CUSTOMERS + b"1,Zo\xc3\xab,B.\n", None),
     ("quoted_comma", "raw_customers", CUSTOMERS + b'1,"Ann, Jr.",B.\n', None),
     ("quoted_newline", "raw_customers", CUSTOMERS + b'1,"Ann\nMarie",B.\n', None),
+    # As a spreadsheet exports it: CR LF between records, LF alone inside a value.
+    (
+        "spreadsheet_newline",
+        "raw_customers",
+        CUSTOMERS.replace(b"\n", b"\r\n") + b'1,"Ann\nMarie",B.\r\n2,Bob,C.\r\n',
+        None,
+    ),
     ("doubled_quote", "raw_customers", CUSTOMERS + b'1,"Ann ""A""",B.\n', None),
     ("extra_column", "raw_customers", b"id,first_name,last_name,email\n1,Ann,B.,a@b\n", None),
     ("columns_reordered", "raw_customers", b"last_name,id,first_name\nB.,1,Ann\n", None),
@@ -173,6 +180,18 @@ CASES = [
         "raw_customers",
         CUSTOMERS.replace(b"\n", b"\r") + b"1,Ann,B.\r",
         "line 1: the lines end with a carriage return alone",
+    ),
+    (
+        "crlf_appended",
+        "raw_customers",
+        CUSTOMERS + b"1,Ann,B.\n2,Bob,C.\r\n",
+        "line 3: the line ends with CR LF (Windows), but the lines before it end with LF alone (Unix)",
+    ),
+    (
+        "lf_appended",
+        "raw_customers",
+        CUSTOMERS.replace(b"\n", b"\r\n") + b'1,"Ann\nMarie",B.\r\n2,Bob,C.\n',
+        "line 4: the line ends with LF alone (Unix), but the lines before it end with CR LF (Windows)",
     ),
     (
         "missing_column",

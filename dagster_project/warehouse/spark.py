@@ -33,7 +33,7 @@ from dagster import InitResourceContext, TableColumn, TableSchema
 from pydantic import Field, PrivateAttr
 
 from dagster_project import input_contract
-from dagster_project.csv_errors import RawFileError, locate_bad_record, refuse_non_utf8
+from dagster_project.csv_errors import RawFileError, locate_bad_record, refuse_unreadable
 from dagster_project.settings import DEFAULT_SPARK_REMOTE
 from dagster_project.spark_url import connect_url, redact, shown
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
@@ -122,8 +122,9 @@ class SparkWarehouseSession(Session):
     def _create_table(self, table, path: Path, allow_empty: bool, header: list[str], into: str) -> int:
         from dagster_project.raw_load import empty_file_error
 
-        # Spark's reader takes any bytes, loading what is not UTF-8 as replacement characters.
-        refuse_non_utf8(path)
+        # Spark's reader takes any bytes, loading what is not UTF-8 as replacement characters,
+        # and any mix of line endings, which DuckDB refuses.
+        refuse_unreadable(path)
         # Every column is read as text and converted by the input contract, as on DuckDB: the
         # same rules, so both engines accept the same files. Extra columns are read and dropped.
         ddl = ", ".join(f"{spark_identifier(name)} string" for name in header)
