@@ -1,5 +1,6 @@
 """What tests share besides fixtures: an isolated copy of the project, and the UI's GraphQL API."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -261,3 +262,19 @@ def assert_catalog_matches_warehouse(env: ProjectEnv, instance: DagsterInstance)
         recorded = event.asset_materialization.metadata["dagster/row_count"].value
         (rows,) = env.query(f"select count(*) from main.{name}")[0]
         assert recorded == rows, f"the catalog says {name} has {recorded} rows; main.{name} has {rows}"
+
+
+def dbt_reparsed(env: ProjectEnv) -> list[bool]:
+    """For each dbt invocation on ``env``'s warehouse, in order: whether dbt parsed the whole
+    project again (True) or reused its partial parse of the run before (False).
+
+    Read from the JSON log dbt keeps in the warehouse's dbt target folder.
+    """
+    log = env.database.with_name(f"{env.database.name}.dbt-target") / "dbt.log"
+    reparsed: dict[str, bool] = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        info = json.loads(line)["info"]
+        invocation = reparsed.setdefault(info["invocation_id"], False)
+        # I024: "Unable to do partial parsing because …"
+        reparsed[info["invocation_id"]] = invocation or info["code"] == "I024"
+    return list(reparsed.values())

@@ -105,8 +105,9 @@ def test_a_run_without_a_server_fails_fast_and_its_logs_never_hold_the_token(
         assert not leaked(repr(run))
     captured = capfd.readouterr()
     assert not leaked(captured.out + captured.err)
-    # Compute logs, the run's storage and anything else Dagster wrote in its home.
-    for path in env.dagster_home.rglob("*"):
+    # Compute logs, the run's storage, anything else Dagster wrote in its home, and what the run
+    # keeps beside the warehouse (the lease, dbt's target folder and log).
+    for path in env.root.rglob("*"):
         if path.is_file():
             assert not leaked(path.read_bytes().decode(errors="replace")), path
 

@@ -4,11 +4,9 @@ import importlib.metadata
 import os
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -216,18 +214,20 @@ def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, 
     try:
         with duckdb.session() as session:
             pointers = wap.reset_workspace(session, run_id)
-        # dagster-dbt gives every run its own target folder and never removes it (2 MB a run);
-        # the events are streamed into Dagster, so nothing in it is needed after the step.
-        with tempfile.TemporaryDirectory(prefix="dbt-target-") as target_path:
-            # dbt starts inside cli(), copying os.environ then: the Spark URL is set for that moment.
-            with duckdb.dbt_environment():
-                invocation = dbt.cli(
-                    ["build", *duckdb.dbt_vars()],
-                    context=context,
-                    target_path=Path(target_path),
-                    raise_on_error=False,
-                )
-            yield from build_and_publish(context, invocation, duckdb, pointers)
+        # One folder per warehouse, reused (dagster-dbt would make a new one per run and never
+        # remove it): dbt then finds its partial parse of the last run.
+        target_path = duckdb.dbt_target_path()
+        # The last run's results must never pass for this one's, should dbt stop before writing.
+        (target_path / "run_results.json").unlink(missing_ok=True)
+        # dbt starts inside cli(), copying os.environ then: the Spark URL is set for that moment.
+        with duckdb.dbt_environment():
+            invocation = dbt.cli(
+                ["build", *duckdb.dbt_vars()],
+                context=context,
+                target_path=target_path,
+                raise_on_error=False,
+            )
+        yield from build_and_publish(context, invocation, duckdb, pointers)
     except BaseException:
         # A failed test, a dbt error, Terminate in the UI: nothing this run built stays, the
         # workspace reads the published data again, and the catalog shows it.
