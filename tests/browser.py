@@ -144,8 +144,13 @@ def latest_materialization_run(server: DagsterDev, asset: str) -> str | None:
     return materializations[0]["runId"] if materializations else None
 
 
-def stop_process_group(process: subprocess.Popen, grace: float = 15) -> None:
-    """`dagster dev` starts a webserver, a daemon, code servers and run workers: stop them all."""
+def stop_process_group(process: subprocess.Popen, grace: float = 15, term_grace: float = 3) -> None:
+    """`dagster dev` starts a webserver, a daemon, code servers and run workers: stop them all.
+
+    SIGTERM first, then SIGKILL after ``term_grace`` seconds: a test's server holds nothing worth
+    a clean shutdown (its instance and files are the test's own), and `dagster dev` spends 10 to
+    15 s tearing down here. `make run`'s own Ctrl-C is tests/test_make_run_stops.py's.
+    """
     # Listed first: a child whose parent exits is reparented and could no longer be found.
     try:
         descendants = psutil.Process(process.pid).children(recursive=True)
@@ -154,7 +159,7 @@ def stop_process_group(process: subprocess.Popen, grace: float = 15) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
+            process.wait(timeout=term_grace)
     # The children outlive a `dagster dev` that exited on SIGTERM, so they are killed either way.
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
