@@ -173,7 +173,9 @@ def launch_materialize_all(deployment: Deployment) -> str:
 
 def materialize_all(server: DagsterDev) -> str:
     """Launch a run as the UI's Materialize all button does: every asset and every check."""
-    nodes = server.graphql(ASSETS_QUERY)["assetNodes"]
+    nodes = wait_for("the UI to list the assets", lambda: answer(server, ASSETS_QUERY), START_TIMEOUT)[
+        "assetNodes"
+    ]
     assets = [{"path": node["assetKey"]["path"]} for node in nodes]
     checks = [
         {"name": check["name"], "assetKey": {"path": check["assetKey"]["path"]}}
@@ -185,6 +187,15 @@ def materialize_all(server: DagsterDev) -> str:
     launched = server.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return launched["run"]["runId"]
+
+
+def answer(server: DagsterDev, query: str) -> dict | None:
+    """The UI's answer to a query that only reads; None while it answers HTTP 500, as it may to
+    some requests for a while after PostgreSQL restarts."""
+    try:
+        return server.graphql(query)
+    except urllib.error.HTTPError:
+        return None
 
 
 def messages(deployment: Deployment, run_id: str) -> list[tuple[float, str, str]]:
@@ -365,8 +376,8 @@ def test_a_run_worker_killed_with_sigkill_is_failed_and_the_runs_behind_it_succe
 @dataclass(frozen=True)
 class Crashes:
     """Each service killed with SIGKILL in turn, and started again as `make serve` starts it: the
-    code server during a run, PostgreSQL during another (and kept down until that run's process
-    gave up), then the webserver and the daemon; then one more run."""
+    code server during a run, then the webserver and the daemon; PostgreSQL during another run,
+    kept down until that run's process gave up; then one more run."""
 
     code_server_cut: str
     old_code_server: str | None
@@ -398,10 +409,14 @@ def crashes(served: Deployment, project: ProjectEnv) -> Crashes:
     old_code_server = code_server_id(deployment)
     kill("code-server", whole_group=True)
     deployment.restart("code-server")  # what `make serve` does once it sees a service exit
+    # While run monitoring has yet to fail the run, the webserver and the daemon, in turn.
+    for name in ("webserver", "daemon"):
+        kill(name)
+        deployment.restart(name)
     # The UI notices by itself (the location shows an error, then loads again): no Reload click.
     new_code_server = wait_for(
         "the UI to load the restarted code server",
-        lambda: code_server_id(deployment) not in (old_code_server, None) and code_server_id(deployment),
+        lambda: (loaded := code_server_id(deployment)) not in (old_code_server, None) and loaded,
         START_TIMEOUT,
     )
     wait_for(
@@ -424,12 +439,10 @@ def crashes(served: Deployment, project: ProjectEnv) -> Crashes:
         wait_for("the run's process to end", lambda: not run_workers(deployment), RECOVERY_TIMEOUT)
         published_once_it_gave_up = published_tables(project)
         deployment.restart("postgres")
-    for name in ("webserver", "daemon"):
-        kill(name)
-        deployment.restart(name)
 
     listed_after = wait_for("the UI to list the runs", lambda: listed_runs(deployment), START_TIMEOUT)
     if postgresql_cut:
+        # Until then the UI may still answer HTTP 500 to some requests after PostgreSQL's restart.
         wait_for(
             f"run {postgresql_cut} to end", lambda: ended_status(deployment, postgresql_cut), RECOVERY_TIMEOUT
         )
@@ -451,7 +464,7 @@ def crashes(served: Deployment, project: ProjectEnv) -> Crashes:
 
 
 def listed_runs(deployment: Deployment) -> dict[str, str] | None:
-    """The runs the UI lists; None while it cannot read PostgreSQL yet (HTTP 500 at first)."""
+    """The runs the UI lists; None while it answers HTTP 500 after PostgreSQL's restart."""
     try:
         return run_statuses(ui(deployment))
     except urllib.error.HTTPError:
@@ -487,7 +500,7 @@ def test_each_service_killed_with_sigkill_is_started_again_keeping_the_history_a
     test_make_serve_starts_each_service_that_exited_again_once_what_was_left_of_its_group_is_stopped."""
     assert crashes.exits == [
         (name, -signal.SIGKILL)
-        for name in ("code-server", "postgres", "webserver", "daemon")
+        for name in ("code-server", "webserver", "daemon", "postgres")
         if name in served.services
     ]
     # The run history is all there: it is in PostgreSQL.
