@@ -328,8 +328,8 @@ def runs_behind_a_killed_one(served: Deployment) -> RunsBehindAKilledOne:
 
     worker.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
-    # Launched at once: they wait in the queue for the run lease, the first until the killed run
-    # has let it go.
+    # Launched at once, while the killed run still shows as started: the lease went with its
+    # process, so the first takes it and the second waits for the first.
     behind = [launch_materialize_all(deployment), launch_materialize_all(deployment)]
 
     wait_for(f"run {killed} to end", lambda: ended_status(deployment, killed), RECOVERY_TIMEOUT)
