@@ -200,9 +200,6 @@ class SparkConnectServer:
     def launch(self) -> subprocess.Popen:
         """Start the JVM, and return once it answers a query."""
         command = self.command()
-        # pyspark's Connect client takes seconds to import: imported now, not once the port opens.
-        from pyspark.sql import SparkSession  # noqa: F401
-
         self.log.parent.mkdir(parents=True, exist_ok=True)
         # Truncated at each start: Spark's log rolls over by itself, this file is written only
         # before Spark's logging starts.
@@ -226,6 +223,9 @@ class SparkConnectServer:
 
     def wait_until_answering(self, process: subprocess.Popen) -> None:
         """Poll until the port is open, then run one query through Spark Connect."""
+        # pyspark's Connect client takes a second or more to import: here, while the JVM starts.
+        from pyspark.sql import SparkSession
+
         deadline = time.monotonic() + START_TIMEOUT
         while not port_open(self.port):
             if (code := process.poll()) is not None:
@@ -237,8 +237,6 @@ class SparkConnectServer:
                 )
             time.sleep(0.5)
         # The gRPC port opens once the driver is up; a query proves the session side works too.
-        from pyspark.sql import SparkSession
-
         session = SparkSession.builder.remote(self.url).create()
         # A reattachable query is released by a background thread, which could reach the server
         # after the session below has closed: an ERROR in the server's log for a query that worked.
