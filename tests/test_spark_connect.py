@@ -119,6 +119,12 @@ def test_make_spark_serves_until_make_spark_stop(tmp_path: Path):
         assert f"already runs (PID {recorded.pid}) on sc://127.0.0.1:{port}; it keeps running" in again.stdout
         assert port_open(port) and serving.poll() is None
         assert PidFile(tmp_path / "spark-connect.pid").process() == recorded
+        # The JVM maps its classes from the archive recorded once for this Java and pyspark, and
+        # accepted it (a rejected archive is a warning in the output, and a start twice as long).
+        (archive,) = [option for option in recorded.cmdline() if option.startswith("-XX:SharedArchiveFile=")]
+        assert Path(archive.split("=", 1)[1]).is_file()
+        output = (tmp_path / "logs" / "spark-connect.out").read_text(encoding="utf-8")
+        assert "Unable to use shared archive" not in output, output
         # Spark's log is the project's rolling one, without a line per request.
         log = (tmp_path / "logs" / "spark-connect.log").read_text(encoding="utf-8")
         assert "Spark Connect server started at: 127.0.0.1" in log

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from dagster import ExecuteInProcessResult
+from dagster import AssetKey, Definitions, ExecuteInProcessResult
 
 from dagster_project.definitions import build_defs
 from dagster_project.input_contract import EXPECTED
@@ -26,6 +26,7 @@ MARTS = {"customers": "customer_id", "orders": "order_id"}
 class SparkRun:
     env: ProjectEnv
     warehouse: SparkWarehouse
+    defs: Definitions
     result: ExecuteInProcessResult
 
     def query(self, sql: str) -> list[tuple]:
@@ -38,6 +39,20 @@ class SparkRun:
             name: sorted(self.query(f"select * from jaffle.{name}"), key=repr)
             for name in ("raw_customers", "raw_orders", "raw_payments", *MARTS)
         }
+
+    def rerun(self, selection: list[AssetKey]) -> ExecuteInProcessResult:
+        """Materialize selected, on the module's project, as a later run in the UI would."""
+        with self.env.instance() as instance:
+            return self.defs.resolve_job_def("jaffle_shop_job").execute_in_process(
+                instance=instance, asset_selection=selection, raise_on_error=False
+            )
+
+
+def failure_messages(result: ExecuteInProcessResult) -> list[str]:
+    return [
+        str((event.step_failure_data.error.cause or event.step_failure_data.error).message)
+        for event in result.get_step_failure_events()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +70,7 @@ def spark_run(spark_connect: str, tmp_path_factory: pytest.TempPathFactory) -> I
             result = defs.resolve_job_def("jaffle_shop_job").execute_in_process(
                 instance=instance, raise_on_error=False
             )
-            yield SparkRun(env, warehouse, result)
+            yield SparkRun(env, warehouse, defs, result)
         warehouse.close()
 
 
@@ -124,6 +139,30 @@ def test_a_failing_check_on_spark_publishes_nothing(spark_run, tmp_path):
     ]
     assert not check.passed
     assert "status 'lost' (1 row)" in check.description
+    assert spark_run.published() == before
+
+
+def test_partial_runs_after_a_file_spark_refused_read_the_published_tables(spark_run, tmp_path):
+    # The refused file's load must leave the build database as the last good run left it: the
+    # marts alone rebuild from the published raw tables, and a raw table loaded alone is checked
+    # against the published raw_orders, with no "has never been loaded" and no missing table.
+    before = spark_run.published()
+    refused, _ = raw_run_on_spark(
+        spark_run, tmp_path, "id,user_id,order_date,status\n1,1,2018-01-01,placed\n2,3,2018-13-45,placed\n"
+    )
+    assert not refused.success
+
+    marts = spark_run.rerun([AssetKey(name) for name in ("stg_orders", "orders", "customers")])
+    customers = materialize_raw(
+        spark_run.env, ["raw_customers"], duckdb=spark_run.warehouse, raise_on_error=False
+    )
+
+    for result in (marts, customers):
+        assert result.success, "\n".join(failure_messages(result))
+        described = " ".join(
+            evaluation.description or "" for evaluation in result.get_asset_check_evaluations()
+        )
+        assert "never been loaded" not in described
     assert spark_run.published() == before
 
 

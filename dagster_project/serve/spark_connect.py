@@ -14,16 +14,19 @@ pyspark is imported only by `wait_until_answering`, so importing this module cos
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import importlib.util
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -44,6 +47,8 @@ JVM_OPTIONS = ("-XX:TieredStopAtLevel=1",)
 # Bounds for a busy machine, not expectations: docs/benchmarks.md has the measured start times.
 START_TIMEOUT = 180
 STOP_GRACE = 30
+# Writing the class archive as the JVM exits took 50 s on this machine under load.
+ARCHIVE_TIMEOUT = 600
 
 
 class SparkServerError(RuntimeError):
@@ -61,12 +66,25 @@ def spark_submit() -> Path:
     return Path(spec.origin).parent / "bin" / "spark-submit"
 
 
-def check_java() -> None:
+def check_java() -> str:
+    """What `java -version` prints, once Java is known to be 17 or newer."""
     java = shutil.which("java")
     output = java_version_output(java) if java else ""
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
     if problem := java_problem(java, output, sys.platform, package_manager(), is_root):
         raise SparkServerError(problem)
+    return output
+
+
+def class_archive_path(java_version: str) -> Path:
+    """Where the server's class archive for this Java and these Spark jars lives, in the venv.
+
+    The JVM accepts an archive only from the same Java build and the same jars (it compares
+    their sizes and times); a new Java or a reinstalled pyspark gets an archive of its own.
+    """
+    jars = spark_submit().parent.parent / "jars"
+    key = f"{java_version}\n{jars.resolve()}\n{jars.stat().st_mtime_ns}"
+    return Path(sys.prefix) / "spark-class-archive" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,12 @@ class SparkConnectServer:
 
     state_dir: Path
     port: int = DEFAULT_PORT
+    # Class-data sharing (docs/benchmarks.md, "Server start"): the JVM maps the classes a start
+    # and a first run load from ``class_archive`` instead of reading and verifying them from
+    # 280 jars, which halved the time to the first query here. ``record_archive`` makes a JVM
+    # write that archive when it exits.
+    class_archive: Path | None = None
+    record_archive: Path | None = None
 
     @property
     def url(self) -> str:
@@ -119,6 +143,8 @@ class SparkConnectServer:
                     f"-Dlog4j2.configurationFile={LOG_SETTINGS}",
                     f"-Djaffle.spark.log={self.log.resolve()}",
                     *JVM_OPTIONS,
+                    *([f"-XX:SharedArchiveFile={self.class_archive}"] if self.class_archive else []),
+                    *([f"-XX:ArchiveClassesAtExit={self.record_archive}"] if self.record_archive else []),
                 ]
             ),
             "spark.local.dir": str(state / "tmp"),
@@ -145,19 +171,34 @@ class SparkConnectServer:
     def running(self) -> psutil.Process | None:
         return self.pid_file.process()
 
-    def start(self) -> subprocess.Popen:
-        """Start the server and return once it answers a query; raise with its log if it cannot."""
+    def start(self, say: Callable[[str], None] = lambda _: None) -> subprocess.Popen:
+        """Start the server and return once it answers a query; raise with its log if it cannot.
+
+        The first start with this Java and these jars records the class archive first (``say``
+        tells the user why that start takes longer).
+        """
         if running := self.running():
             raise SparkServerError(
                 f"A Spark Connect server from {self.state_dir} already runs (PID {running.pid}) on "
                 f"{self.url}; 'make spark-stop' stops it."
             )
-        check_java()
+        java_version = check_java()
         if port_open(self.port):
             raise SparkServerError(
                 f"Port {self.port} on 127.0.0.1 is taken by another program, so the Spark Connect server "
                 f"cannot listen there: stop that program, or choose another port (make spark SPARK_PORT=…)."
             )
+        archive = class_archive_path(java_version)
+        if not archive.exists():
+            say(
+                "Recording Spark's class archive, once for this Java and pyspark (a minute or two): "
+                "later starts map the classes from it and serve in about half the time."
+            )
+            record_class_archive(archive)
+        return replace(self, class_archive=archive).launch()
+
+    def launch(self) -> subprocess.Popen:
+        """Start the JVM, and return once it answers a query."""
         command = self.command()
         self.log.parent.mkdir(parents=True, exist_ok=True)
         # Truncated at each start: Spark's log rolls over by itself, this file is written only
@@ -182,6 +223,9 @@ class SparkConnectServer:
 
     def wait_until_answering(self, process: subprocess.Popen) -> None:
         """Poll until the port is open, then run one query through Spark Connect."""
+        # pyspark's Connect client takes a second or more to import: here, while the JVM starts.
+        from pyspark.sql import SparkSession
+
         deadline = time.monotonic() + START_TIMEOUT
         while not port_open(self.port):
             if (code := process.poll()) is not None:
@@ -193,9 +237,10 @@ class SparkConnectServer:
                 )
             time.sleep(0.5)
         # The gRPC port opens once the driver is up; a query proves the session side works too.
-        from pyspark.sql import SparkSession
-
         session = SparkSession.builder.remote(self.url).create()
+        # A reattachable query is released by a background thread, which could reach the server
+        # after the session below has closed: an ERROR in the server's log for a query that worked.
+        session.client.disable_reattachable_execute()
         try:
             session.sql("select 1").collect()
         finally:
@@ -218,6 +263,63 @@ class SparkConnectServer:
         stopped = self.running() is not None and stop_group(self.pid_file, signal.SIGTERM, grace=STOP_GRACE)
         self.pid_file.remove()
         return stopped
+
+
+def record_class_archive(archive: Path) -> None:
+    """Write ``archive``: a server of its own, in a temporary folder, runs what the pipeline runs
+    (a CSV load into parquet, a join, views, table properties, the metastore), and its JVM
+    writes every class it loaded as it exits. Two starts at once record it once."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with (archive.parent / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if archive.exists():
+            return
+        recording = archive.with_suffix(f".{os.getpid()}.recording")
+        try:
+            with tempfile.TemporaryDirectory(prefix="spark-class-archive-") as folder:
+                server = SparkConnectServer(Path(folder), free_port(), record_archive=recording)
+                process = server.launch()
+                try:
+                    warm_up(server.url, Path(folder))
+                    # The JVM writes the archive as it exits, after Spark's shutdown hooks.
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout=ARCHIVE_TIMEOUT)
+                finally:
+                    server.stop()
+            # Only a JVM that ended by itself finished the file: a killed one may have left half.
+            if process.returncode in (0, 143, -signal.SIGTERM) and recording.exists():
+                recording.replace(archive)
+        finally:
+            recording.unlink(missing_ok=True)
+
+
+def warm_up(url: str, folder: Path) -> None:
+    from pyspark.sql import SparkSession
+
+    csv = folder / "warm_up.csv"
+    csv.write_text('id,name\n1,"a"\n2,b\n', encoding="utf-8")
+    spark = SparkSession.builder.remote(url).create()
+    try:
+        spark.sql("create database if not exists warm_up").collect()
+        (
+            spark.read.schema("id string, name string")
+            .options(header=True, mode="FAILFAST", quote='"', escape='"', multiLine=True)
+            .csv(str(csv))
+            .where("id is not null")
+            .selectExpr("cast(id as int) as id", "case when name rlike '^[a-z]$' then name end as name")
+            .write.saveAsTable("warm_up.people", format="parquet")
+        )
+        for statement in (
+            "create or replace view warm_up.names as select * from warm_up.people",
+            "alter table warm_up.people set tblproperties ('note' = 'x')",
+            "show tblproperties warm_up.people",
+            "select a.name, count(*), sum(cast(b.id as decimal(16, 2))) from warm_up.names as a "
+            "left join warm_up.people as b on a.id = b.id group by 1",
+            "drop database warm_up cascade",
+        ):
+            spark.sql(statement).collect()
+    finally:
+        spark.stop()
 
 
 def server_environment() -> dict[str, str]:
@@ -255,7 +357,7 @@ def serve(server: SparkConnectServer) -> int:
         return 0
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        process = server.start()
+        process = server.start(say=lambda line: print(line, flush=True))
         print(
             f"Spark Connect serves {server.url} (SPARK_REMOTE={server.url}); tables and metastore in "
             f"{server.state_dir}, log {server.log}. Ctrl-C or 'make spark-stop' stops it.",
