@@ -58,8 +58,9 @@ def ui_graphql(instance: DagsterInstance) -> Iterator[UIGraphQL]:
 
 @pytest.fixture(scope="session")
 def spark_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkConnectServer]:
-    """One Spark Connect server for the whole session (a start costs 25 to 45 s here), with its
-    tables and Derby metastore in a temporary folder, on a free port of 127.0.0.1."""
+    """One Spark Connect server for the whole session, with its tables and Derby metastore in a
+    temporary folder, on a free port of 127.0.0.1. A start costs 8 to 20 s here once the venv
+    holds Spark's class archive; the first start after an install records it first (1 to 3 min)."""
     try:
         with running_server(tmp_path_factory.mktemp("spark")) as server:
             yield server
