@@ -46,9 +46,10 @@ run: setup $(if $(filter spark,$(JAFFLE_ENV)),$(SPARK_NEEDS))
 	  dg dev --no-check-yaml --host 127.0.0.1 --port $(UI_PORT)
 
 # Tests run on one worker per core (pytest-xdist), a module to a worker (tests/conftest.py).
+# The 25 slowest steps are listed at the end: where the suite's time goes (docs/testing.md).
 TEST_WORKERS ?= auto
 test: setup browser postgres compose $(SPARK_NEEDS)
-	pytest -n $(TEST_WORKERS) --dist loadfile
+	pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # Mutation testing (docs/testing.md): mutmut mutates the modules that hold the promises and runs
 # the fast tests that reach each mutant, both named in pyproject.toml ([tool.mutmut]). Results are
