@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -65,6 +66,48 @@ def test_start_refuses_a_taken_port_and_names_it(tmp_path: Path):
         with pytest.raises(SparkServerError, match=rf"Port {port} on 127.0.0.1 is taken.*SPARK_PORT"):
             SparkConnectServer(tmp_path, port).start()
     assert SparkConnectServer(tmp_path, port).running() is None
+
+
+# Listens on the port, holds every connection without a word of gRPC, and exits after 3 s: a
+# JVM that died after opening its port, before it answered a query.
+DYING_SERVER = """
+import socket, sys, time
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+listener.settimeout(0.2)
+held, end = [], time.monotonic() + 3
+while time.monotonic() < end:
+    try:
+        held.append(listener.accept()[0])
+    except TimeoutError:
+        pass
+sys.exit(3)
+"""
+
+
+def test_a_server_that_dies_before_answering_fails_the_start_at_once_and_says_so(tmp_path: Path):
+    server = SparkConnectServer(tmp_path, free_port())
+    dying = subprocess.Popen([sys.executable, "-c", DYING_SERVER, str(server.port)])
+    raised: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            server.wait_until_answering(dying)
+        except BaseException as error:
+            raised.append(error)
+
+    # pyspark alone would retry the dead server for about 20 minutes: the wait runs in a thread,
+    # so that this test reports a hang instead of hanging.
+    waiting = threading.Thread(target=wait, daemon=True)
+    try:
+        waiting.start()
+        waiting.join(timeout=STOP_TIMEOUT)
+    finally:
+        dying.kill()
+        dying.wait()
+    assert not waiting.is_alive(), f"still waiting {STOP_TIMEOUT} s after the server died"
+    (error,) = raised
+    assert isinstance(error, SparkServerError), repr(error)
+    assert "The Spark Connect server exited with code 3." in str(error)
 
 
 def test_start_without_java_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

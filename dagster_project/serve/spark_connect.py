@@ -18,11 +18,13 @@ import fcntl
 import hashlib
 import importlib.util
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -228,23 +230,48 @@ class SparkConnectServer:
 
         deadline = time.monotonic() + START_TIMEOUT
         while not port_open(self.port):
-            if (code := process.poll()) is not None:
-                raise SparkServerError(self.describe_exit(code))
-            if time.monotonic() > deadline:
-                raise SparkServerError(
-                    f"The Spark Connect server did not listen on {self.url} within {START_TIMEOUT} s; "
-                    f"its log: {self.log}"
-                )
+            self._check_alive(process, deadline, f"listen on {self.url}")
             time.sleep(0.5)
+
         # The gRPC port opens once the driver is up; a query proves the session side works too.
-        session = SparkSession.builder.remote(self.url).create()
-        # A reattachable query is released by a background thread, which could reach the server
-        # after the session below has closed: an ERROR in the server's log for a query that worked.
-        session.client.disable_reattachable_execute()
-        try:
-            session.sql("select 1").collect()
-        finally:
-            session.stop()
+        # It runs in a thread of its own: pyspark retries a server that stopped answering for
+        # about 20 minutes, deaf to Ctrl-C, so this thread watches the JVM meanwhile.
+        outcome: queue.Queue[BaseException | None] = queue.Queue()
+
+        def query() -> None:
+            try:
+                session = SparkSession.builder.remote(self.url).create()
+                # A reattachable query is released by a background thread, which could reach the
+                # server after the session has closed: an ERROR in its log for a query that worked.
+                session.client.disable_reattachable_execute()
+                try:
+                    session.sql("select 1").collect()
+                finally:
+                    session.stop()
+            except BaseException as error:  # handed to the waiting thread, which raises it
+                outcome.put(error)
+            else:
+                outcome.put(None)
+
+        threading.Thread(target=query, name="spark-connect-readiness", daemon=True).start()
+        while True:
+            try:
+                error = outcome.get(timeout=0.5)
+            except queue.Empty:
+                self._check_alive(process, deadline, "answer a query")
+                continue
+            if error is not None:
+                raise error
+            return
+
+    def _check_alive(self, process: subprocess.Popen, deadline: float, what: str) -> None:
+        """Raise if the JVM has exited, or if it has not managed ``what`` by ``deadline``."""
+        if (code := process.poll()) is not None:
+            raise SparkServerError(self.describe_exit(code))
+        if time.monotonic() > deadline:
+            raise SparkServerError(
+                f"The Spark Connect server did not {what} within {START_TIMEOUT} s; its log: {self.log}"
+            )
 
     def describe_exit(self, code: int) -> str:
         tails = [
