@@ -3,6 +3,9 @@
 import os
 import subprocess
 import textwrap
+from pathlib import Path
+
+from dagster import AssetKey
 
 from dagster_project.dbt_project import jaffle_shop_project
 from dagster_project.definitions import defs
@@ -96,3 +99,30 @@ def test_dg_check_defs_names_a_resource_key_that_no_resource_is_bound_to(project
         "resource with key 'data_source' required by op 'raw_tables' was not provided"
         in result.stdout + result.stderr
     )
+
+
+def code_references(asset: str) -> dict[str, int | None]:
+    """The files (relative to the repo) and lines the UI links ``asset`` to."""
+    metadata = defs.resolve_asset_graph().get(AssetKey(asset)).metadata
+    return {
+        str(Path(reference.file_path).relative_to(REPO_ROOT)): reference.line_number
+        for reference in metadata["dagster/code_references"].code_references
+    }
+
+
+def test_each_asset_links_to_the_decorator_that_defines_it_and_each_model_to_its_sql():
+    defined_by = {"raw_tables": "dagster_project/defs/ingest.py"}
+    defined_by |= {"jaffle_shop_dbt_assets": "dagster_project/defs/transform.py"}
+    defined_by |= {"order_count_chart": "dagster_project/defs/report.py"}
+    for asset in PROJECT_ASSETS:
+        references = code_references(asset)
+        python = {path: line for path, line in references.items() if path.endswith(".py")}
+        ((path, line),) = python.items()
+        lines = (REPO_ROOT / path).read_text(encoding="utf-8").splitlines()
+        # The link lands on the decorator; the function it decorates follows within a few lines.
+        assert lines[line - 1].startswith("@"), (asset, path, lines[line - 1])
+        defined = next(text for text in lines[line:] if text.startswith("def "))
+        function = defined.removeprefix("def ").split("(")[0]
+        assert defined_by[function] == path, (asset, function, path)
+    assert code_references("customers")["jaffle_shop/models/marts/customers.sql"] is None
+    assert "jaffle_shop/models/staging/stg_orders.sql" in code_references("stg_orders")

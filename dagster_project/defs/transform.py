@@ -16,7 +16,13 @@ from dagster import (
     Failure,
     Output,
 )
-from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliInvocation,
+    DbtCliResource,
+    dbt_assets,
+)
 from packaging import version
 
 from dagster_project.dbt_child import PARENT_VARIABLE
@@ -202,7 +208,7 @@ def _failure_description(invocation: DbtCliInvocation, failed_checks: list[Asset
 @dbt_assets(
     manifest=jaffle_shop_project().manifest_path,
     project=jaffle_shop_project(),
-    dagster_dbt_translator=JaffleTranslator(),
+    dagster_dbt_translator=JaffleTranslator(DagsterDbtTranslatorSettings(enable_code_references=True)),
 )
 def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, duckdb: Warehouse):
     run_id = context.op_execution_context.run_id
