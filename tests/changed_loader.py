@@ -16,7 +16,11 @@ def with_rebuilt_raw_orders(defs: Definitions) -> Definitions:
         )
     )
     return Definitions(
-        assets=[changed_raw_tables, *(a for a in defs.assets if a is not ingest.raw_tables)],
+        # By its keys: the definitions hold a copy of raw_tables (with its code references).
+        assets=[
+            changed_raw_tables,
+            *(a for a in defs.assets if not set(a.keys) & set(ingest.raw_tables.keys)),
+        ],
         jobs=defs.jobs,
         resources=defs.resources,
         executor=defs.executor,
