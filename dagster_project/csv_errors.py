@@ -42,7 +42,10 @@ def _encoding_message(path: Path, where: str) -> str:
     found = first_non_utf8_byte(path)
     if found is None:
         return f"{where}: the file is not UTF-8 encoded. Save it as UTF-8."
-    line, position, byte = found
+    return _non_utf8_message(path, *found)
+
+
+def _non_utf8_message(path: Path, line: int, position: int, byte: int) -> str:
     return (
         f"{path}, line {line}: byte {position} of the line is 0x{byte:02X}, which is not UTF-8 "
         "(the file is probably Latin-1 or Windows-1252). Save it as UTF-8."
@@ -68,8 +71,9 @@ def unreadable_line(path: Path) -> str | None:
         for number, line in enumerate(file, start=1):
             try:
                 line.decode("utf-8")
-            except UnicodeDecodeError:
-                return _encoding_message(path, f"{path}, line {number}")
+            except UnicodeDecodeError as error:
+                # Said from what this pass found, without reading the file again.
+                return _non_utf8_message(path, number, error.start + 1, line[error.start])
             # An odd number of quotes opens or closes a value; a doubled quote ("") counts two.
             quoted ^= line.count(b'"') % 2 == 1
             if quoted or not line.endswith(b"\n"):
