@@ -45,11 +45,12 @@ run: setup $(if $(filter spark,$(JAFFLE_ENV)),$(SPARK_NEEDS))
 	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} python -m dagster_project.serve.dev \
 	  dg dev --no-check-yaml --host 127.0.0.1 --port $(UI_PORT)
 
-# Tests run on one worker per core (pytest-xdist), a module to a worker (tests/conftest.py).
+# Tests run on one worker per core (pytest-xdist), a module to a worker, the Spark modules together,
+# the longest first (tests/conftest.py).
 # The 25 slowest steps are listed at the end: where the suite's time goes (docs/testing.md).
 TEST_WORKERS ?= auto
 test: setup browser postgres compose $(SPARK_NEEDS)
-	pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
+	pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 # Mutation testing (docs/testing.md): mutmut mutates the modules that hold the promises and runs
 # the fast tests that reach each mutant, both named in pyproject.toml ([tool.mutmut]). Results are

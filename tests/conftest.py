@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
+from xdist.scheduler import LoadScopeScheduling
 
 from dagster_project.serve.spark_connect import SparkConnectServer, SparkServerError, running_server
 from tests.helpers import (
@@ -76,15 +77,41 @@ def spark_connect(spark_server: SparkConnectServer) -> str:
 
 
 # The modules that take longest, started first so that no worker is left with one of them at the
-# end while the other idles (about 10, 7 and 5 minutes on 2 busy cores).
+# end while the other idles (about 10, 7 and 5 minutes on 2 busy cores). The Spark modules run
+# together as one of them (``ModuleScheduling``).
 LONGEST_MODULES = ("tests.test_serve", "tests.test_spark_warehouse", "tests.test_bad_data")
 
 
+def _is_spark_module(module_path: str) -> bool:
+    return "spark" in Path(module_path).name
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``make test`` hands whole modules to its pytest-xdist workers (``--dist loadfile``), so a
-    module's shared set-up (a deployment, a good run) starts once; the longest modules go first.
+    """The longest modules first, the Spark modules ahead of them, the rest in random order.
 
     pytest-randomly (a wrapper around this hook) has shuffled the items already; the sort is
-    stable, so the rest keep its order.
+    stable, so the rest keep its order. ``make test``'s workers take modules in this order
+    (``--no-loadscope-reorder``: pytest-xdist would otherwise order them by their number of tests).
     """
-    items.sort(key=lambda item: item.module.__name__ not in LONGEST_MODULES)
+    items.sort(
+        key=lambda item: (
+            not _is_spark_module(str(item.path)),
+            item.module.__name__ not in LONGEST_MODULES,
+        )
+    )
+
+
+class ModuleScheduling(LoadScopeScheduling):
+    """``--dist loadfile``: each module goes whole to one worker, so its shared set-up (a
+    deployment, a good run) starts once; except that every module whose name says ``spark`` goes
+    to the same worker. They share the session's Spark server (``spark_server``), and each worker
+    is a session of its own: two workers would start two JVMs, a minute or more each on 2 cores.
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        return "spark" if _is_spark_module(module) else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:
+    return ModuleScheduling(config, log) if config.getvalue("dist") == "loadfile" else None

@@ -21,9 +21,9 @@ from tests.helpers import (
     assert_catalog_matches_warehouse,
     make_project_env,
 )
+from tests.input_contract_cases import CASES
 from tests.paused_marts import with_dbt_in
 from tests.processes import WAIT_TIMEOUT, dbt_processes, start_materialize, wait_for
-from tests.test_input_contract import CASES
 
 VIEW_ASSETS = ("stg_customers", "stg_orders", "stg_payments")
 RAW_ASSETS = ("raw_customers", "raw_orders", "raw_payments")
