@@ -76,10 +76,9 @@ def spark_connect(spark_server: SparkConnectServer) -> str:
     return spark_server.url
 
 
-# The modules that take longest, started first so that no worker is left with one of them at the
-# end while the other idles (about 10, 7 and 5 minutes on 2 busy cores). The Spark modules run
-# together as one of them (``ModuleScheduling``).
-LONGEST_MODULES = ("tests.test_serve", "tests.test_spark_warehouse", "tests.test_bad_data")
+# The modules that take longest after the Spark ones (which run together, ``ModuleScheduling``),
+# started first so that no worker is left with one of them at the end while the other idles.
+LONGEST_MODULES = ("tests.test_serve", "tests.test_bad_data")
 
 
 def _is_spark_module(module_path: str) -> bool:
