@@ -119,6 +119,15 @@ class ProjectEnv:
         with self.warehouse().get_connection(read_only=True) as conn:
             return conn.execute(sql, params or []).fetchall()
 
+    def published_tables(self) -> dict[str, list[tuple]]:
+        """Every table and view users read (the `main` schema), with all its rows."""
+        if not self.database.exists():
+            return {}
+        names = self.query(
+            "select table_name from information_schema.tables where table_schema = 'main' order by 1"
+        )
+        return {name: sorted(self.query(f'select * from main."{name}"'), key=repr) for (name,) in names}
+
     def run_job(self, instance: DagsterInstance, **kwargs) -> ExecuteInProcessResult:
         job = self.defs().resolve_job_def("jaffle_shop_job")
         return job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)

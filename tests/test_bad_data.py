@@ -351,18 +351,9 @@ def test_a_file_outside_the_input_contract_publishes_nothing_and_names_file_and_
 # publishing too early, and no earlier materialization can stand in for the ones it recorded.
 
 
-def relations_in_main(env) -> list[str]:
-    return [
-        name
-        for (name,) in env.query(
-            "select table_name from information_schema.tables where table_schema = 'main' order by 1"
-        )
-    ]
-
-
 def assert_first_run_left_nothing(env, instance, result) -> None:
     assert not result.success
-    assert relations_in_main(env) == [], "a failed first run published tables"
+    assert env.published_tables() == {}, "a failed first run published tables"
     assert not (env.chart_dir / "order_count_chart.html").exists()
     recorded = [name for name in PROJECT_ASSETS if instance.get_latest_materialization_event(AssetKey(name))]
     assert recorded == [], "the catalog shows materializations of tables that do not exist"

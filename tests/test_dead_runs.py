@@ -73,14 +73,6 @@ def test_make_run_serves_the_ui_without_printing_a_warning(server: Server):
     assert warning_lines(server.startup_output) == []
 
 
-def published_tables(env: ProjectEnv) -> dict[str, list[tuple]]:
-    """Every table and view users read (the `main` schema), with all its rows."""
-    if not env.database.exists():
-        return {}
-    names = env.query("select table_name from information_schema.tables where table_schema = 'main'")
-    return {name: sorted(env.query(f'select * from main."{name}"'), key=repr) for (name,) in names}
-
-
 def sensor_tick(instance, env: ProjectEnv, cursor: str | None) -> SensorResult:
     """One evaluation of the raw-files sensor, as the daemon would run it on this instance."""
     context = build_sensor_context(instance=instance, cursor=cursor)
@@ -96,7 +88,7 @@ def test_a_ui_run_whose_worker_is_killed_during_dbt_leaves_nothing_behind_and_it
     new_id = max(int(line.split(b",")[0]) for line in text.splitlines()[1:]) + 1
     customers.unlink()  # the sample files are copied read-only
     customers.write_bytes(text + f"{new_id},Grace,H.\n".encode())
-    before = published_tables(ui_env)
+    before = ui_env.published_tables()
 
     killed = launch_job(server.dev, JOB)
     wait_until_started(server, killed)
@@ -111,7 +103,7 @@ def test_a_ui_run_whose_worker_is_killed_during_dbt_leaves_nothing_behind_and_it
         "the run to be marked failed", lambda: run_status(server.dev, killed) == "FAILURE", RECOVERY_TIMEOUT
     )
     assert any(WORKER_DIED.search(message) for message in run_messages(server.dev, killed))
-    assert published_tables(ui_env) == before
+    assert ui_env.published_tables() == before
     # The run recorded the new file as pending and died before publishing it: the sensor sees
     # that the file is still unpublished and asks for a run.
     with ui_env.instance() as instance:

@@ -250,16 +250,6 @@ def is_loopback(address: str) -> bool:
     return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
 
 
-def published_tables(project: ProjectEnv) -> dict[str, list[tuple]]:
-    """Every table and view users read (the `main` schema), with all its rows."""
-    if not project.database.exists():
-        return {}
-    names = project.query(
-        "select table_name from information_schema.tables where table_schema = 'main' order by 1"
-    )
-    return {name: sorted(project.query(f'select * from main."{name}"'), key=repr) for (name,) in names}
-
-
 def recorded_runs(deployment: Deployment) -> set[str]:
     """The run ids PostgreSQL holds, read with psycopg2 rather than through Dagster."""
     import psycopg2
@@ -424,7 +414,7 @@ def crashes(served: Deployment, project: ProjectEnv) -> Crashes:
     )
 
     history = run_statuses(ui(deployment))
-    published_before = published_tables(project)
+    published_before = project.published_tables()
     postgresql_cut = published_once_it_gave_up = None
     if deployment.local:
         postgresql_cut = launch_materialize_all(deployment)
@@ -437,7 +427,7 @@ def crashes(served: Deployment, project: ProjectEnv) -> Crashes:
         # Kept down until the run gives up: it can record nothing more, and its process ends
         # in about a minute. `make serve` would start PostgreSQL again within a second.
         wait_for("the run's process to end", lambda: not run_workers(deployment), RECOVERY_TIMEOUT)
-        published_once_it_gave_up = published_tables(project)
+        published_once_it_gave_up = project.published_tables()
         deployment.restart("postgres")
 
     listed_after = wait_for("the UI to list the runs", lambda: listed_runs(deployment), START_TIMEOUT)
