@@ -187,6 +187,24 @@ def materialize_raw(
     )
 
 
+# Instance settings a user might write to protect DuckDB with Dagster's pools. The project's ops
+# declare no pool, so none of them can hold a step or a queued run back while another run holds
+# the run lease (the deadlock that pools and a lease made together). Each is run by some test:
+# op granularity by test_concurrency.py (headless runs) and test_serve.py (queued runs, PostgreSQL
+# storage), run granularity by test_dead_runs.py (a headless run, then a queued one).
+INSTANCE_POOLS = {
+    "no pools": "",
+    "op granularity, limit 1": "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n",
+    "run granularity, limit 1": "concurrency:\n  pools:\n    granularity: run\n    default_limit: 1\n",
+}
+
+
+def add_instance_settings(dagster_home: Path, settings: str) -> None:
+    """Append ``settings`` to the instance's dagster.yaml, as a user editing it would."""
+    path = dagster_home / "dagster.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + settings, encoding="utf-8")
+
+
 def make_project_env(
     root: Path, monkeypatch: pytest.MonkeyPatch | None = None, data: Path = SAMPLE_DATA_DIR
 ) -> ProjectEnv:

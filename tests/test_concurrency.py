@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterEventType, DagsterRunStatus
 
 from dagster_project.warehouse import LEASE_TAKEN
-from tests.helpers import dbt_reparsed
+from tests.helpers import INSTANCE_POOLS, add_instance_settings, dbt_reparsed
 from tests.processes import RUN_TIMEOUT, start_materialize
 
 STEP_EVENTS = (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
@@ -30,18 +30,13 @@ def warehouse_span(instance, run_id: str) -> tuple[float, float]:
     return taken, max(ended)
 
 
-# Instance settings a user might write. The project's ops declare no pool, so none of them can
-# hold a step back while another run holds the run lease (the deadlock pools and a lease made).
-INSTANCE_POOLS = {
-    "no pools": "",
-    "op granularity, limit 1": "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n",
-}
+# Headless runs go past the run queue: run granularity applies to queued runs only (test_dead_runs.py).
+HEADLESS_POOLS = {name: INSTANCE_POOLS[name] for name in ("no pools", "op granularity, limit 1")}
 
 
-@pytest.mark.parametrize("pools", list(INSTANCE_POOLS.values()), ids=list(INSTANCE_POOLS))
+@pytest.mark.parametrize("pools", list(HEADLESS_POOLS.values()), ids=list(HEADLESS_POOLS))
 def test_two_runs_launched_together_both_succeed_one_after_the_other(project_env, pools):
-    settings = project_env.dagster_home / "dagster.yaml"
-    settings.write_text(settings.read_text(encoding="utf-8") + pools, encoding="utf-8")
+    add_instance_settings(project_env.dagster_home, pools)
     # The instance's storage is created once, before the runs: two processes creating a new
     # SQLite storage at the same moment race in its migrations (alembic: "more than one head").
     with project_env.instance():

@@ -26,7 +26,13 @@ from tests.browser import (
     wait_for_run_to_end,
 )
 from tests.dagster_dev import launch_job, run_messages, run_status, run_workers, warning_lines
-from tests.helpers import ProjectEnv, assert_catalog_matches_warehouse, make_project_env
+from tests.helpers import (
+    INSTANCE_POOLS,
+    ProjectEnv,
+    add_instance_settings,
+    assert_catalog_matches_warehouse,
+    make_project_env,
+)
 from tests.processes import dbt_processes, start_materialize
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -54,7 +60,10 @@ class Server:
 @pytest.fixture(scope="module")
 def ui_env(tmp_path_factory: pytest.TempPathFactory) -> ProjectEnv:
     # No monkeypatch: the variables go to the server only, as `make run` would set them.
-    return make_project_env(tmp_path_factory.mktemp("dead_runs"))
+    env = make_project_env(tmp_path_factory.mktemp("dead_runs"))
+    # A user's pool limit on queued runs: it must not hold a queued run back behind a headless one.
+    add_instance_settings(env.dagster_home, INSTANCE_POOLS["run granularity, limit 1"])
+    return env
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ from dagster_project.settings import REPO_ROOT, PostgresServer, SettingsError, l
 from dagster_project.warehouse import LEASE_TAKEN
 from tests.browser import TERMINAL_RUN_STATUSES, DagsterDev, run_statuses, wait_for, wait_for_run_to_end
 from tests.dagster_dev import LAUNCH_RUN, run_messages, run_status
-from tests.helpers import ProjectEnv, UIGraphQL, make_project_env
+from tests.helpers import INSTANCE_POOLS, ProjectEnv, UIGraphQL, add_instance_settings, make_project_env
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "serve"
 # Bounds on a busy machine, not expectations: a run starts in 5 to 10 s and takes 15 to 30 s here.
@@ -90,7 +90,12 @@ WORKER_DOUBTED = "Detected run worker status"
 
 
 class ContainedDeployment(Deployment):
-    """`make serve`'s services, with the daemon and the code server each in a PID namespace of its own."""
+    """`make serve`'s services, with the daemon and the code server each in a PID namespace of
+    its own, on an instance where a user has limited Dagster's pools at op granularity."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        add_instance_settings(self.dagster_home, INSTANCE_POOLS["op granularity, limit 1"])
 
     def command(self, name: str) -> list[str]:
         command = super().command(name)
