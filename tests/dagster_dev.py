@@ -27,6 +27,13 @@ query ($runId: ID!) {
   }
 }
 """
+STEP_FAILURES_QUERY = """
+query ($runId: ID!) {
+  runOrError(runId: $runId) { ... on Run { eventConnection { events {
+    ... on ExecutionStepFailureEvent { stepKey error { message } failureMetadata { description } }
+  } } } }
+}
+"""
 # A warning from Python (`SupersessionWarning: …`), Dagster's logger (`- WARNING -`) or dg.
 WARNING = re.compile(r"warn", re.IGNORECASE)
 
@@ -37,6 +44,30 @@ def launch_job(server: DagsterDev, job_name: str) -> str:
     launched = server.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return launched["run"]["runId"]
+
+
+def launch_assets(server: DagsterDev, names: list[str]) -> str:
+    """Launch Materialize selected on the assets ``names``, as the UI's asset graph does; return the run id."""
+    params = {
+        "selector": {
+            **UIGraphQL.repository,
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": [name]} for name in names],
+        }
+    }
+    launched = server.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def step_failures(server: DagsterDev, run_id: str) -> list[str]:
+    """What the run page shows of each failed step: its step, and its failure's description."""
+    events = server.graphql(STEP_FAILURES_QUERY, {"runId": run_id})["runOrError"]["eventConnection"]["events"]
+    return [
+        f"{event['stepKey']}: {(event.get('failureMetadata') or {}).get('description') or event['error']['message']}"
+        for event in events
+        if event.get("stepKey")
+    ]
 
 
 def run_status(server: DagsterDev, run_id: str) -> str:
