@@ -9,7 +9,7 @@ from dagster_project.defs.automation import (
     jaffle_shop_job,
     raw_files_sensor,
 )
-from dagster_project.defs.catalog import describe_assets, freshness_checks
+from dagster_project.defs.governance import describe_assets, freshness_checks
 from dagster_project.defs.ingest import raw_tables
 from dagster_project.defs.report import order_count_chart
 from dagster_project.defs.resources import build_resources
@@ -27,7 +27,7 @@ def build_defs(settings: Settings) -> Definitions:
         assets = with_source_code_references([raw_tables, jaffle_shop_dbt_assets, order_count_chart])
     checks, freshness_sensor = freshness_checks()
     return Definitions(
-        # Owners, tags and freshness policies, from dagster_project/defs/catalog.py.
+        # Owners, tags and freshness policies, from dagster_project/defs/governance.py.
         assets=describe_assets(assets),
         asset_checks=checks,
         jobs=[jaffle_shop_job],

@@ -18,7 +18,7 @@ from dagster import (
 from dagster._core.test_utils import freeze_time
 
 from dagster_project.definitions import defs
-from dagster_project.defs.catalog import freshness_checks
+from dagster_project.defs.governance import freshness_checks
 from dagster_project.settings import REPO_ROOT
 from tests.helpers import PROJECT_ASSETS, VENV_BIN
 

@@ -1,4 +1,4 @@
-"""What the UI's catalog shows beside each asset: its owners, tags and freshness policy.
+"""Who answers for each asset and how fresh users may expect it: owners, tags, freshness policies.
 
 Every value is set here, once, and applied to the assets where they are assembled
 (``dagster_project/definitions.py``): the modules that build the assets say what they compute,
@@ -35,7 +35,7 @@ OWNERS_BY_GROUP = {
 # What users read: the marts and the chart. They carry the freshness policy and its check.
 USER_FACING = {AssetKey("customers"), AssetKey("orders"), AssetKey("order_count_chart")}
 
-# Tags the catalog filters on. The tier is the medallion layer: raw files as loaded (bronze),
+# Tags, shown on each asset's page. The tier is the medallion layer: raw files as loaded (bronze),
 # cleaned staging models (silver), and what users read (gold).
 DOMAIN = "sales"
 TIER_BY_GROUP = {"ingest": "bronze", "transform": "silver", "report": "gold"}
