@@ -9,6 +9,7 @@ from dagster_project.defs.automation import (
     jaffle_shop_job,
     raw_files_sensor,
 )
+from dagster_project.defs.governance import describe_assets, freshness_checks
 from dagster_project.defs.ingest import raw_tables
 from dagster_project.defs.report import order_count_chart
 from dagster_project.defs.resources import build_resources
@@ -24,11 +25,14 @@ def build_defs(settings: Settings) -> Definitions:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BetaWarning)
         assets = with_source_code_references([raw_tables, jaffle_shop_dbt_assets, order_count_chart])
+    checks, freshness_sensor = freshness_checks()
     return Definitions(
-        assets=assets,
+        # Owners, tags and freshness policies, from dagster_project/defs/governance.py.
+        assets=describe_assets(assets),
+        asset_checks=checks,
         jobs=[jaffle_shop_job],
         schedules=[daily_jaffle_shop_schedule],
-        sensors=[raw_files_sensor],
+        sensors=[raw_files_sensor, freshness_sensor],
         resources=build_resources(settings),
         # DuckDB has one writer, so parallel steps buy nothing, and a subprocess per step costs
         # a Python start-up each: every step runs in the run's own process.

@@ -21,6 +21,7 @@ from tests.browser import (
     dagster_dev,
     latest_materialization_run,
     run_statuses,
+    wait_for,
     wait_for_new_run,
     wait_for_run_to_end,
 )
@@ -155,7 +156,8 @@ def test_materialize_all_in_the_ui_materializes_every_asset_and_passes_every_dbt
         checks = asset_node(lineage, asset).locator("a[href$='?view=checks']")
         expect(checks).to_have_text(ALL_PASSED)
         passed += int(ALL_PASSED.match(checks.inner_text())[1])
-    assert passed == dbt_test_count()
+    # The marts have a freshness check besides (dagster_project/defs/governance.py), passed too.
+    assert passed == dbt_test_count() + len(("customers", "orders"))
     lineage.screenshot(path=ARTIFACTS / "asset-graph.png")
 
 
@@ -230,6 +232,43 @@ def test_the_chart_asset_page_gives_the_chart_path_and_the_counts(
     rows = [tuple(map(int, row.locator("td").all_inner_texts())) for row in counts.all()]
     assert rows == customers_by_order_count(ui_env)
     page.screenshot(path=ARTIFACTS / "chart-asset-metadata.png")
+    page.close()
+
+
+FRESHNESS_QUERY = """
+query ($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { freshnessStatusInfo { freshnessStatus } }
+  }
+}
+"""
+# Dagster's freshness daemon, which `dg dev` starts, evaluates every policy each 30 s.
+FRESHNESS_EVALUATION_TIMEOUT = 120
+
+
+def freshness_status(server: DagsterDev, asset: str) -> str:
+    data = server.graphql(FRESHNESS_QUERY, {"path": [asset]})
+    return data["assetNodeOrError"]["freshnessStatusInfo"]["freshnessStatus"]
+
+
+def test_the_chart_asset_page_shows_the_chart_fresh_and_its_policy(
+    lineage: Page, server: DagsterDev, first_run: str
+):
+    # The page reads the daemon's latest verdict when it opens: wait for one first.
+    wait_for(
+        "the freshness daemon to find the chart fresh",
+        lambda: freshness_status(server, "order_count_chart") == "HEALTHY",
+        FRESHNESS_EVALUATION_TIMEOUT,
+    )
+    page = lineage.context.new_page()
+    page.goto(f"{server.url}/assets/order_count_chart")
+    # The overview names the policy twice: in its status column and in the definition's panel.
+    heading = page.get_by_text("Freshness policy", exact=True).first
+    expect(heading.locator("xpath=..").get_by_text("Passing", exact=True)).to_be_visible()
+    # The fail window, rounded to the hour by the UI.
+    expect(page.get_by_text("Fails if more than 25 hours since last materialization").first).to_be_visible()
+    heading.scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "chart-asset-freshness.png")
     page.close()
 
 
