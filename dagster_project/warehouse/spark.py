@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from dagster import InitResourceContext, TableColumn, TableSchema
 from pydantic import Field, PrivateAttr
@@ -49,6 +51,12 @@ _STATE = "wap_state"
 # seconds is slack for a busy machine, and the step that opens a session and the clean-up
 # after it together stay within half a minute when no server answers.
 CONNECT_TIMEOUT = 10.0
+# Queries a session sends side by side (``run_all``). A raw check on the sample is a few rows,
+# and almost all of its 0.5 to 2 s is the round trip and the start of a Spark job on the server,
+# which the server's threads overlap; its two cores set the useful limit.
+CONCURRENT_QUERIES = 4
+
+T = TypeVar("T")
 
 
 def spark_string(value: str) -> str:
@@ -72,14 +80,24 @@ class SparkUnreachable(ConnectionError):
     """No Spark Connect server answers at the configured URL."""
 
 
+@dataclass
+class _Connection:
+    """One Spark Connect session of a warehouse, shared by the warehouse's ``session()`` blocks."""
+
+    spark: SparkSession
+    # Whether this connection has made sure the databases exist: a run opens a session block
+    # four times or more, and each check costs three round trips.
+    databases_exist: bool = False
+
+
 class SparkWarehouseSession(Session):
     """A Spark Connect session, with the build and published databases of one Spark warehouse."""
 
     published_schema = PUBLISHED_SCHEMA
 
-    def __init__(self, spark: SparkSession) -> None:
-        self.spark = spark
-        self._databases_exist = False
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+        self.spark = connection.spark
 
     def string(self, value: str) -> str:
         return spark_string(value)
@@ -97,7 +115,14 @@ class SparkWarehouseSession(Session):
     def table_exists(self, schema: str, name: str) -> bool:
         return self.spark.catalog.tableExists(f"{schema}.{name}")
 
+    def run_all(self, calls: list[Callable[[], T]]) -> list[T]:
+        # A Spark Connect session takes requests from several threads at once.
+        with ThreadPoolExecutor(max_workers=CONCURRENT_QUERIES) as pool:
+            return list(pool.map(lambda call: call(), calls))
+
     def column_schemas(self, names: list[str], schema: str) -> dict[str, TableSchema]:
+        # One listing of the database (names only), not a round trip per name to ask whether it exists.
+        existing = {row[1] for row in self.query(f"show tables in {spark_identifier(schema)}")[1]}
         return {
             name: TableSchema(
                 columns=[
@@ -106,7 +131,7 @@ class SparkWarehouseSession(Session):
                 ]
             )
             for name in names
-            if self.table_exists(schema, name)
+            if name in existing
         }
 
     # Loading a raw CSV file with Spark's reader: the declared types, FAILFAST.
@@ -165,13 +190,13 @@ class SparkWarehouseSession(Session):
     # The primitives of write-audit-publish (the lifecycle is in publish.py).
 
     def ensure_databases(self) -> None:
-        # Once per session: each statement is a round trip to the server.
-        if self._databases_exist:
+        # Once per connection: each statement is a round trip to the server.
+        if self._connection.databases_exist:
             return
         self.sql(f"create database if not exists {BUILD_SCHEMA}")
         self.sql(f"create database if not exists {PUBLISHED_SCHEMA}")
         self.sql(f"create table if not exists {self._state_table} (note string) using parquet")
-        self._databases_exist = True
+        self._connection.databases_exist = True
 
     @property
     def _state_table(self) -> str:
@@ -202,6 +227,8 @@ class SparkWarehouseSession(Session):
         }
 
     def drop(self, names: list[str]) -> None:
+        if not names:
+            return
         objects = self.build_objects()
         for name in sorted(names, key=lambda name: objects.get(name) != "view"):
             if name in objects:
@@ -273,7 +300,7 @@ class SparkWarehouse(Warehouse):
         description="The run lease of this project's Spark warehouse: a file on this machine, "
         "held by the run that writes the build database."
     )
-    _spark: Any = PrivateAttr(default=None)
+    _connection: _Connection | None = PrivateAttr(default=None)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         self.close()
@@ -281,9 +308,9 @@ class SparkWarehouse(Warehouse):
     def close(self) -> None:
         """Release the run lease and end the Spark Connect session, if this resource opened one."""
         self._lease.release()
-        if self._spark is not None:
-            self._spark.stop()
-            self._spark = None
+        if self._connection is not None:
+            self._connection.spark.stop()
+            self._connection = None
 
     def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> None:
         """One writing run at a time: the build database is one per warehouse, as on DuckDB."""
@@ -291,9 +318,9 @@ class SparkWarehouse(Warehouse):
 
     @contextmanager
     def session(self, read_only: bool = False) -> Iterator[SparkWarehouseSession]:
-        if self._spark is None:
-            self._spark = self._connect()
-        yield SparkWarehouseSession(self._spark)
+        if self._connection is None:
+            self._connection = _Connection(self._connect())
+        yield SparkWarehouseSession(self._connection)
 
     def _connect(self) -> SparkSession:
         """A session on a server that answers, or within ``connect_timeout`` a ``SparkUnreachable``.
