@@ -10,8 +10,8 @@ users, notebooks and the chart read views in ``jaffle``, as on DuckDB
   metastore update: each published name reads a complete, audited version at every moment,
   but during the few milliseconds the views take, a reader may see the new ``orders`` beside
   the old ``customers``.
-- A table dbt built becomes a version by ``alter table … rename``, a metadata change; a view is
-  kept as a snapshot table of what it returns, since Spark cannot rewrite a view's SQL for us.
+- A table dbt built becomes a version by ``alter table … rename`` and a view by a view of its
+  own over the versions it read (its SQL re-pointed by ``repointed``): metadata changes, no copy.
 - The state (what is published, what is pending) is kept in the table properties of
   ``jaffle_build.wap_state``: Spark's parquet tables take no DELETE.
 
@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -76,6 +77,29 @@ def _fail(message: str) -> str:
     return f"raise_error({spark_string(message)})"
 
 
+def repointed(select_sql: str, schema: str, renames: dict[str, str]) -> str:
+    """``select_sql`` (Spark SQL) with every table it reads in ``schema`` renamed as ``renames`` says.
+
+    Done on sqlglot's syntax tree, not on the text, so a string or column that happens to spell
+    a table's name is left alone. Spark cannot rewrite a view's SQL for us (DuckDB can).
+    """
+    # Imported here: only publishing a view on Spark needs it.
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(select_sql, read="spark")
+    except sqlglot.errors.ParseError as error:
+        raise ValueError(f"sqlglot could not parse a view to publish: {error}") from None
+    for table in tree.find_all(exp.Table):
+        name = table.name.lower()
+        if table.db.lower() == schema and table.catalog in ("", "spark_catalog") and name in renames:
+            table.set("this", exp.to_identifier(renames[name], quoted=True))
+            table.set("db", exp.to_identifier(schema, quoted=True))
+            table.set("catalog", None)
+    return tree.sql(dialect="spark", comments=False)
+
+
 class SparkUnreachable(ConnectionError):
     """No Spark Connect server answers at the configured URL."""
 
@@ -121,17 +145,14 @@ class SparkWarehouseSession(Session):
             return list(pool.map(lambda call: call(), calls))
 
     def column_schemas(self, names: list[str], schema: str) -> dict[str, TableSchema]:
-        # One listing of the database (names only), not a round trip per name to ask whether it exists.
+        # One listing of the database (names only), not a round trip per name to ask whether it
+        # exists; then the columns of every name side by side.
         existing = {row[1] for row in self.query(f"show tables in {spark_identifier(schema)}")[1]}
+        found = [name for name in names if name in existing]
+        listed = self.run_all([partial(self.spark.catalog.listColumns, f"{schema}.{name}") for name in found])
         return {
-            name: TableSchema(
-                columns=[
-                    TableColumn(column.name, column.dataType)
-                    for column in self.spark.catalog.listColumns(f"{schema}.{name}")
-                ]
-            )
-            for name in names
-            if name in existing
+            name: TableSchema(columns=[TableColumn(column.name, column.dataType) for column in columns])
+            for name, columns in zip(found, listed, strict=True)
         }
 
     # Loading a raw CSV file with Spark's reader: the declared types, FAILFAST.
@@ -170,12 +191,15 @@ class SparkWarehouseSession(Session):
             )
         )
         self.ensure_databases()
-        # A step that runs again in the same run (a retry) loads again.
-        self.drop([into])
+        # A step that runs again in the same run (a retry) loads again. A version a load
+        # makes is a table: dropped by name, with no listing of the database, which the
+        # loads running beside this one change.
+        drop = f"drop table if exists {self.build(into)}"
+        self.sql(drop)
         try:
             frame.write.saveAsTable(f"{BUILD_SCHEMA}.{into}", format="parquet")
         except Exception as error:
-            self.drop([into])
+            self.sql(drop)
             # Spark names neither the line nor the column; the file is read again, in Python,
             # only on this error path, to find the record Spark refused.
             found = locate_bad_record(path, header, table.columns)
@@ -183,7 +207,7 @@ class SparkWarehouseSession(Session):
             raise RawFileError(reason) from None
         rows = self.count(BUILD_SCHEMA, into)
         if rows == 0 and not allow_empty:
-            self.drop([into])
+            self.sql(drop)
             raise empty_file_error(table, path)
         return rows
 
@@ -245,9 +269,9 @@ class SparkWarehouseSession(Session):
         if view_sql is None:
             self.sql(f"alter table {self.build(name)} rename to {self.build(version)}")
             return
-        # Spark cannot rewrite a view's SQL for us: a view is kept as a snapshot of what it
-        # returns now, which reads the versions its pointers name now.
-        self.sql(f"create table {self.build(version)} using parquet as select * from {self.build(name)}")
+        # A metadata change, as for a table: the view's own SQL, reading the versions its
+        # pointers name now (a copy of what it returns was a Spark job per view).
+        self.sql(f"create view {self.build(version)} as {repointed(view_sql, BUILD_SCHEMA, pointers)}")
 
     def _set(self, properties: dict[str, str]) -> None:
         if properties:
