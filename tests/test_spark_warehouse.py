@@ -2,7 +2,8 @@
 
 One Spark run of Materialize all on the sample data is shared by the module (a run costs tens
 of seconds); the two failure tests start from what it published and end where they started.
-Spark's databases are the server's, not the test's, so the module starts from empty ones.
+Spark's databases are the server's, not the test's, so the module starts from empty ones. The
+run has a token set, as a remote cluster's run would: none of what it leaves may show it.
 """
 
 from collections.abc import Iterator
@@ -14,12 +15,15 @@ from dagster import AssetKey, Definitions, ExecuteInProcessResult
 from dagster_project.definitions import build_defs
 from dagster_project.input_contract import EXPECTED
 from dagster_project.settings import load_settings
-from dagster_project.warehouse.spark import SparkWarehouse
+from dagster_project.warehouse.spark import SparkWarehouse, repointed
 from tests.helpers import PROJECT_ASSETS, ProjectEnv, make_project_env, materialize_raw
+from tests.test_spark_url import TOKEN, leaked
 
 pytestmark = pytest.mark.spark
 
 MARTS = {"customers": "customer_id", "orders": "order_id"}
+# Published as views of their own over the versions they read (their SQL re-pointed by sqlglot).
+STAGING = {"stg_customers": "customer_id", "stg_orders": "order_id", "stg_payments": "payment_id"}
 
 
 @dataclass
@@ -60,7 +64,10 @@ def spark_run(spark_connect: str, tmp_path_factory: pytest.TempPathFactory) -> I
     with pytest.MonkeyPatch.context() as monkeypatch:
         env = make_project_env(tmp_path_factory.mktemp("spark_run"), monkeypatch)
         monkeypatch.setenv("JAFFLE_ENV", "spark")
-        monkeypatch.setenv("SPARK_REMOTE", spark_connect)
+        # pyspark sends a token to localhost (over a local channel, which this server accepts
+        # without checking it) and to TLS servers only: the run's sessions and dbt's carry it.
+        monkeypatch.setenv("SPARK_REMOTE", spark_connect.replace("//127.0.0.1:", "//localhost:"))
+        monkeypatch.setenv("SPARK_CONNECT_TOKEN", TOKEN)
         warehouse = SparkWarehouse(remote=spark_connect, lease_file=str(env.root / "spark.run-lease"))
         with warehouse.session() as session:
             for database in ("jaffle", "jaffle_build"):
@@ -80,13 +87,40 @@ def test_materialize_all_on_spark_equals_duckdb_value_for_value(spark_run, sampl
         event.asset_key.to_user_string() for event in spark_run.result.get_asset_materialization_events()
     }
     assert materialized == set(PROJECT_ASSETS)
-    for mart, key in MARTS.items():
+    for mart, key in {**MARTS, **STAGING}.items():
         on_spark = spark_run.query(f"select * from jaffle.{mart} order by {key}")
         on_duckdb = sample_run.env.query(f"select * from main.{mart} order by {key}")
         assert len(on_spark) == len(on_duckdb) > 0
         assert on_spark == on_duckdb, mart
     chart = spark_run.env.chart_dir / "order_count_chart.html"
     assert "100 customers" in chart.read_text(encoding="utf-8")
+
+
+def test_a_view_version_reads_the_versions_its_pointers_named_and_nothing_else_changes():
+    view = (
+        "with source as (select * from jaffle_build.raw_orders) "
+        "select id, 'jaffle_build.raw_orders' as raw_orders from source join other.raw_orders on true"
+    )
+    assert repointed(view, "jaffle_build", {"raw_orders": "raw_orders__1"}) == (
+        "WITH source AS (SELECT * FROM `jaffle_build`.`raw_orders__1`) "
+        "SELECT id, 'jaffle_build.raw_orders' AS raw_orders FROM source JOIN other.raw_orders ON TRUE"
+    )
+
+
+def test_a_successful_run_with_a_token_leaves_it_in_no_log_or_file(spark_run):
+    assert spark_run.result.success
+    with spark_run.env.instance() as instance:
+        records = instance.all_logs(spark_run.result.run_id)
+        assert records
+        assert not any(leaked(repr(record)) for record in records)
+        assert not leaked(repr(instance.get_run_by_id(spark_run.result.run_id)))
+    # dbt's log and target folder (beside the run lease), the compute logs and the run storage in
+    # DAGSTER_HOME, the chart: everything the run left in the project folder.
+    dbt_log = spark_run.env.database.with_name("spark.dbt-target") / "dbt.log"
+    assert "jaffle_build" in dbt_log.read_text(encoding="utf-8")
+    for path in spark_run.env.root.rglob("*"):
+        if path.is_file():
+            assert not leaked(path.read_bytes().decode(errors="replace")), path
 
 
 def raw_run_on_spark(spark_run: SparkRun, tmp_path, raw_orders: str):

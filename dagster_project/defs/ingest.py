@@ -11,6 +11,7 @@ it starts the dbt step, so those are recorded here, and ``dagster_project/wareho
 the last publish if the run fails later.
 """
 
+from functools import partial
 from pathlib import Path
 
 from dagster import (
@@ -26,7 +27,7 @@ from dagster import (
 
 from dagster_project.data_source import DataSource
 from dagster_project.raw_checks import Candidate, RawCheck, missing_table_result, raw_checks
-from dagster_project.raw_load import INGEST_CODE_VERSION, RAW_TABLES, RawLoadConfig
+from dagster_project.raw_load import INGEST_CODE_VERSION, RAW_TABLES, RawLoadConfig, RawTable
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, Warehouse, version_name
 from dagster_project.warehouse import publish as wap
 
@@ -75,16 +76,24 @@ PENDING = (
 )
 
 
-def _version_metadata(session: Session, entries: dict[str, Entry]) -> dict:
-    """Row count and columns of each loaded version, read where it is, published or not."""
+def _version_metadata(session: Session, entries: dict[str, Entry], rows: dict[str, int]) -> dict:
+    """Row count (as its load returned it) and columns of each loaded version, published or not."""
     schemas = session.column_schemas([entry.version for entry in entries.values()], BUILD_SCHEMA)
     return {
-        name: {
-            "dagster/row_count": session.count(BUILD_SCHEMA, entry.version),
-            "dagster/column_schema": schemas[entry.version],
-        }
+        name: {"dagster/row_count": rows[name], "dagster/column_schema": schemas[entry.version]}
         for name, entry in entries.items()
     }
+
+
+def _load(
+    session: Session, data_source: DataSource, table: RawTable, config: RawLoadConfig, run_id: str
+) -> tuple[Entry, int]:
+    """Load ``table``'s file into this run's version of it: its entry, and its row count."""
+    path = data_source.local_path(table.file_name)
+    fingerprint = data_source.fingerprint(table.file_name)
+    version = version_name(table.name, run_id)
+    rows = session.load_csv(table, path, allow_empty=config.allow_empty, into=version)
+    return raw_entry(table.name, version, path, fingerprint), rows
 
 
 def _run_check(check: RawCheck, session: Session, config: RawLoadConfig, candidate: Candidate):
@@ -122,14 +131,16 @@ def raw_tables(
     with duckdb.session() as session:
         state = session.read_state()
         entries: dict[str, Entry] = {}
+        rows: dict[str, int] = {}
         try:
-            for table in tables:
-                path = data_source.local_path(table.file_name)
-                fingerprint = data_source.fingerprint(table.file_name)
-                version = version_name(table.name, run_id)
-                rows = session.load_csv(table, path, allow_empty=config.allow_empty, into=version)
-                context.log.info(f"Loaded {rows} rows from {path} into {version}.")
-                entries[table.name] = raw_entry(table.name, version, path, fingerprint)
+            # Each file goes into a version of its own, so the loads run side by side where the
+            # engine allows it; the first that fails, in the tables' order, fails the step.
+            loaded = session.run_all(
+                [partial(_load, session, data_source, table, config, run_id) for table in tables]
+            )
+            for table, (entry, count) in zip(tables, loaded, strict=True):
+                entries[table.name], rows[table.name] = entry, count
+                context.log.info(f"Loaded {count} rows from {entry.source} into {entry.version}.")
             candidate = Candidate(
                 versions={
                     **{name: entry.version for name, entry in state.published.items() if name in RAW_NAMES},
@@ -137,13 +148,19 @@ def raw_tables(
                 },
                 published=state.published,
                 sources={name: entry.source for name, entry in entries.items() if entry.source},
+                rows=rows,
             )
             guarding = [
                 check
                 for check in raw_checks()
                 if check.key in context.selected_asset_check_keys or check.reads(set(entries))
             ]
-            results = {check.key: _run_check(check, session, config, candidate) for check in guarding}
+            # Each check is a query (on Spark, a round trip and a job): they run side by side
+            # where the engine allows it.
+            checked = session.run_all(
+                [partial(_run_check, check, session, config, candidate) for check in guarding]
+            )
+            results = {check.key: result for check, result in zip(guarding, checked, strict=True)}
             failed = [result for result in results.values() if not result.passed]
             if failed:
                 wap.discard(session, run_id)
@@ -157,7 +174,7 @@ def raw_tables(
         except BaseException:
             wap.discard(session, run_id)
             raise
-        metadata = {} if failed else _version_metadata(session, entries)
+        metadata = {} if failed else _version_metadata(session, entries, rows)
 
     selected = [result for key, result in results.items() if key in context.selected_asset_check_keys]
     if failed:

@@ -29,12 +29,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from dagster import ConfigurableResource, TableSchema
 from pydantic import Field, PrivateAttr
 
 BUILD_SCHEMA = "jaffle_build"
+
+T = TypeVar("T")
 
 LEASE_TAKEN = "This run now holds the warehouse"
 
@@ -137,24 +139,36 @@ class Session(ABC):
     def column_schemas(self, names: list[str], schema: str) -> dict[str, TableSchema]:
         """The columns and types of each of ``names`` (tables or views) in ``schema`` that exists."""
 
+    def run_all(self, calls: list[Callable[[], T]]) -> list[T]:
+        """The result of each call, in order; the calls may run side by side (they only read).
+
+        One after the other here: a connection runs one statement at a time.
+        """
+        return [call() for call in calls]
+
     def count(self, schema: str, name: str) -> int:
-        (row,) = self.query(f"select count(*) from {self.table(schema, name)}")[1]
-        return row[0]
+        return self.counts(schema, [name])[name]
+
+    def counts(self, schema: str, names: list[str]) -> dict[str, int]:
+        """The row count of each of ``names``, in one query: on Spark each query is a round trip."""
+        if not names:
+            return {}
+        counted = ", ".join(f"(select count(*) from {self.table(schema, name)})" for name in names)
+        (row,) = self.query(f"select {counted}")[1]
+        return dict(zip(names, row, strict=True))
 
     def table_metadata(self, entries: dict[str, Entry]) -> dict[str, dict[str, Any]]:
         """Row count and column schema of each published object, as the catalog records them."""
         schemas = self.column_schemas(list(entries), self.published_schema)
+        # Views are not counted: counting them would run their query again.
+        tables = {name: entry.version for name, entry in entries.items() if entry.kind == "table"}
+        rows = self.counts(BUILD_SCHEMA, list(tables.values()))
         return {
             name: {
                 **({"dagster/column_schema": schemas[name]} if name in schemas else {}),
-                # Views are not counted: counting them would run their query again.
-                **(
-                    {"dagster/row_count": self.count(BUILD_SCHEMA, entry.version)}
-                    if entry.kind == "table"
-                    else {}
-                ),
+                **({"dagster/row_count": rows[tables[name]]} if name in tables else {}),
             }
-            for name, entry in entries.items()
+            for name in entries
         }
 
     # Loading.

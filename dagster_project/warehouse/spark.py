@@ -10,8 +10,8 @@ users, notebooks and the chart read views in ``jaffle``, as on DuckDB
   metastore update: each published name reads a complete, audited version at every moment,
   but during the few milliseconds the views take, a reader may see the new ``orders`` beside
   the old ``customers``.
-- A table dbt built becomes a version by ``alter table … rename``, a metadata change; a view is
-  kept as a snapshot table of what it returns, since Spark cannot rewrite a view's SQL for us.
+- A table dbt built becomes a version by ``alter table … rename`` and a view by a view of its
+  own over the versions it read (its SQL re-pointed by ``repointed``): metadata changes, no copy.
 - The state (what is published, what is pending) is kept in the table properties of
   ``jaffle_build.wap_state``: Spark's parquet tables take no DELETE.
 
@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from dagster import InitResourceContext, TableColumn, TableSchema
 from pydantic import Field, PrivateAttr
@@ -49,6 +52,12 @@ _STATE = "wap_state"
 # seconds is slack for a busy machine, and the step that opens a session and the clean-up
 # after it together stay within half a minute when no server answers.
 CONNECT_TIMEOUT = 10.0
+# Queries a session sends side by side (``run_all``). A raw check on the sample is a few rows,
+# and almost all of its 0.5 to 2 s is the round trip and the start of a Spark job on the server,
+# which the server's threads overlap; its two cores set the useful limit.
+CONCURRENT_QUERIES = 4
+
+T = TypeVar("T")
 
 
 def spark_string(value: str) -> str:
@@ -68,8 +77,41 @@ def _fail(message: str) -> str:
     return f"raise_error({spark_string(message)})"
 
 
+def repointed(select_sql: str, schema: str, renames: dict[str, str]) -> str:
+    """``select_sql`` (Spark SQL) with every table it reads in ``schema`` renamed as ``renames`` says.
+
+    Done on sqlglot's syntax tree, not on the text, so a string or column that happens to spell
+    a table's name is left alone. Spark cannot rewrite a view's SQL for us (DuckDB can).
+    """
+    # Imported here: only publishing a view on Spark needs it.
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(select_sql, read="spark")
+    except sqlglot.errors.ParseError as error:
+        raise ValueError(f"sqlglot could not parse a view to publish: {error}") from None
+    for table in tree.find_all(exp.Table):
+        name = table.name.lower()
+        if table.db.lower() == schema and table.catalog in ("", "spark_catalog") and name in renames:
+            table.set("this", exp.to_identifier(renames[name], quoted=True))
+            table.set("db", exp.to_identifier(schema, quoted=True))
+            table.set("catalog", None)
+    return tree.sql(dialect="spark", comments=False)
+
+
 class SparkUnreachable(ConnectionError):
     """No Spark Connect server answers at the configured URL."""
+
+
+@dataclass
+class _Connection:
+    """One Spark Connect session of a warehouse, shared by the warehouse's ``session()`` blocks."""
+
+    spark: SparkSession
+    # Whether this connection has made sure the databases exist: a run opens a session block
+    # four times or more, and each check costs three round trips.
+    databases_exist: bool = False
 
 
 class SparkWarehouseSession(Session):
@@ -77,9 +119,9 @@ class SparkWarehouseSession(Session):
 
     published_schema = PUBLISHED_SCHEMA
 
-    def __init__(self, spark: SparkSession) -> None:
-        self.spark = spark
-        self._databases_exist = False
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+        self.spark = connection.spark
 
     def string(self, value: str) -> str:
         return spark_string(value)
@@ -97,16 +139,20 @@ class SparkWarehouseSession(Session):
     def table_exists(self, schema: str, name: str) -> bool:
         return self.spark.catalog.tableExists(f"{schema}.{name}")
 
+    def run_all(self, calls: list[Callable[[], T]]) -> list[T]:
+        # A Spark Connect session takes requests from several threads at once.
+        with ThreadPoolExecutor(max_workers=CONCURRENT_QUERIES) as pool:
+            return list(pool.map(lambda call: call(), calls))
+
     def column_schemas(self, names: list[str], schema: str) -> dict[str, TableSchema]:
+        # One listing of the database (names only), not a round trip per name to ask whether it
+        # exists; then the columns of every name side by side.
+        existing = {row[1] for row in self.query(f"show tables in {spark_identifier(schema)}")[1]}
+        found = [name for name in names if name in existing]
+        listed = self.run_all([partial(self.spark.catalog.listColumns, f"{schema}.{name}") for name in found])
         return {
-            name: TableSchema(
-                columns=[
-                    TableColumn(column.name, column.dataType)
-                    for column in self.spark.catalog.listColumns(f"{schema}.{name}")
-                ]
-            )
-            for name in names
-            if self.table_exists(schema, name)
+            name: TableSchema(columns=[TableColumn(column.name, column.dataType) for column in columns])
+            for name, columns in zip(found, listed, strict=True)
         }
 
     # Loading a raw CSV file with Spark's reader: the declared types, FAILFAST.
@@ -145,12 +191,15 @@ class SparkWarehouseSession(Session):
             )
         )
         self.ensure_databases()
-        # A step that runs again in the same run (a retry) loads again.
-        self.drop([into])
+        # A step that runs again in the same run (a retry) loads again. A version a load
+        # makes is a table: dropped by name, with no listing of the database, which the
+        # loads running beside this one change.
+        drop = f"drop table if exists {self.build(into)}"
+        self.sql(drop)
         try:
             frame.write.saveAsTable(f"{BUILD_SCHEMA}.{into}", format="parquet")
         except Exception as error:
-            self.drop([into])
+            self.sql(drop)
             # Spark names neither the line nor the column; the file is read again, in Python,
             # only on this error path, to find the record Spark refused.
             found = locate_bad_record(path, header, table.columns)
@@ -158,20 +207,20 @@ class SparkWarehouseSession(Session):
             raise RawFileError(reason) from None
         rows = self.count(BUILD_SCHEMA, into)
         if rows == 0 and not allow_empty:
-            self.drop([into])
+            self.sql(drop)
             raise empty_file_error(table, path)
         return rows
 
     # The primitives of write-audit-publish (the lifecycle is in publish.py).
 
     def ensure_databases(self) -> None:
-        # Once per session: each statement is a round trip to the server.
-        if self._databases_exist:
+        # Once per connection: each statement is a round trip to the server.
+        if self._connection.databases_exist:
             return
         self.sql(f"create database if not exists {BUILD_SCHEMA}")
         self.sql(f"create database if not exists {PUBLISHED_SCHEMA}")
         self.sql(f"create table if not exists {self._state_table} (note string) using parquet")
-        self._databases_exist = True
+        self._connection.databases_exist = True
 
     @property
     def _state_table(self) -> str:
@@ -202,6 +251,8 @@ class SparkWarehouseSession(Session):
         }
 
     def drop(self, names: list[str]) -> None:
+        if not names:
+            return
         objects = self.build_objects()
         for name in sorted(names, key=lambda name: objects.get(name) != "view"):
             if name in objects:
@@ -218,9 +269,9 @@ class SparkWarehouseSession(Session):
         if view_sql is None:
             self.sql(f"alter table {self.build(name)} rename to {self.build(version)}")
             return
-        # Spark cannot rewrite a view's SQL for us: a view is kept as a snapshot of what it
-        # returns now, which reads the versions its pointers name now.
-        self.sql(f"create table {self.build(version)} using parquet as select * from {self.build(name)}")
+        # A metadata change, as for a table: the view's own SQL, reading the versions its
+        # pointers name now (a copy of what it returns was a Spark job per view).
+        self.sql(f"create view {self.build(version)} as {repointed(view_sql, BUILD_SCHEMA, pointers)}")
 
     def _set(self, properties: dict[str, str]) -> None:
         if properties:
@@ -273,7 +324,7 @@ class SparkWarehouse(Warehouse):
         description="The run lease of this project's Spark warehouse: a file on this machine, "
         "held by the run that writes the build database."
     )
-    _spark: Any = PrivateAttr(default=None)
+    _connection: _Connection | None = PrivateAttr(default=None)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         self.close()
@@ -281,9 +332,9 @@ class SparkWarehouse(Warehouse):
     def close(self) -> None:
         """Release the run lease and end the Spark Connect session, if this resource opened one."""
         self._lease.release()
-        if self._spark is not None:
-            self._spark.stop()
-            self._spark = None
+        if self._connection is not None:
+            self._connection.spark.stop()
+            self._connection = None
 
     def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> None:
         """One writing run at a time: the build database is one per warehouse, as on DuckDB."""
@@ -291,9 +342,9 @@ class SparkWarehouse(Warehouse):
 
     @contextmanager
     def session(self, read_only: bool = False) -> Iterator[SparkWarehouseSession]:
-        if self._spark is None:
-            self._spark = self._connect()
-        yield SparkWarehouseSession(self._spark)
+        if self._connection is None:
+            self._connection = _Connection(self._connect())
+        yield SparkWarehouseSession(self._connection)
 
     def _connect(self) -> SparkSession:
         """A session on a server that answers, or within ``connect_timeout`` a ``SparkUnreachable``.
