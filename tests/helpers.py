@@ -15,9 +15,18 @@ from typing import ClassVar
 
 import pytest
 import yaml
-from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+    SensorResult,
+    build_sensor_context,
+)
 
+from dagster_project.data_source import LocalDataSource
 from dagster_project.definitions import build_defs
+from dagster_project.defs.automation import raw_files_sensor
 from dagster_project.settings import INSTANCE_TEMPLATE, REPO_ROOT, SAMPLE_DATA_DIR, Settings, load_settings
 from dagster_project.warehouse.duckdb import DuckDBWarehouse
 
@@ -305,3 +314,14 @@ def dbt_reparsed(env: ProjectEnv) -> list[bool]:
         # I024: "Unable to do partial parsing because …"
         reparsed[info["invocation_id"]] = invocation or info["code"] == "I024"
     return list(reparsed.values())
+
+
+def assert_nothing_pending(env: ProjectEnv) -> None:
+    """No run left a pending record behind in the warehouse's state."""
+    assert env.query("select run_id, name from jaffle_build.wap_state where not published") == []
+
+
+def sensor_tick(instance: DagsterInstance, env: ProjectEnv, cursor: str | None) -> SensorResult:
+    """One evaluation of the raw-files sensor, as the daemon would run it on this instance."""
+    context = build_sensor_context(instance=instance, cursor=cursor)
+    return raw_files_sensor(context, data_source=LocalDataSource(directory=str(env.data_dir)))

@@ -19,6 +19,7 @@ from tests.helpers import (
     TABLE_ASSETS,
     ProjectEnv,
     assert_catalog_matches_warehouse,
+    assert_nothing_pending,
     make_project_env,
 )
 from tests.input_contract_cases import CASES
@@ -254,11 +255,6 @@ def test_materialize_selected_on_an_unchanged_raw_asset_alone_publishes_it(good)
     assert published(env) == before
     assert instance.get_latest_materialization_event(AssetKey("raw_orders")).run_id == result.run_id
     assert_catalog_matches_warehouse(env, instance)
-
-
-def assert_nothing_pending(env) -> None:
-    """No run left a pending record behind."""
-    assert env.query("select run_id, name from jaffle_build.wap_state where not published") == []
 
 
 def test_a_raw_table_and_a_model_reading_it_through_an_unselected_one_are_refused_before_anything_runs(good):

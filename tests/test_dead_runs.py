@@ -12,10 +12,7 @@ from dataclasses import dataclass
 
 import psutil
 import pytest
-from dagster import SensorResult, build_sensor_context
 
-from dagster_project.data_source import LocalDataSource
-from dagster_project.defs.automation import raw_files_sensor
 from dagster_project.settings import REPO_ROOT
 from tests.browser import (
     DagsterDev,
@@ -32,6 +29,7 @@ from tests.helpers import (
     add_instance_settings,
     assert_catalog_matches_warehouse,
     make_project_env,
+    sensor_tick,
 )
 from tests.processes import dbt_processes, start_materialize
 
@@ -80,12 +78,6 @@ def wait_until_started(server: Server, run_id: str) -> None:
 
 def test_make_run_serves_the_ui_without_printing_a_warning(server: Server):
     assert warning_lines(server.startup_output) == []
-
-
-def sensor_tick(instance, env: ProjectEnv, cursor: str | None) -> SensorResult:
-    """One evaluation of the raw-files sensor, as the daemon would run it on this instance."""
-    context = build_sensor_context(instance=instance, cursor=cursor)
-    return raw_files_sensor(context, data_source=LocalDataSource(directory=str(env.data_dir)))
 
 
 def test_a_ui_run_whose_worker_is_killed_during_dbt_leaves_nothing_behind_and_its_files_are_run_again(

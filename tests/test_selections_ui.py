@@ -11,14 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import SensorResult, build_sensor_context
 
-from dagster_project.data_source import LocalDataSource
-from dagster_project.defs.automation import raw_files_sensor
 from dagster_project.settings import REPO_ROOT
 from tests.browser import DagsterDev, dagster_dev, wait_for_run_to_end
 from tests.dagster_dev import launch_assets, step_failures
-from tests.helpers import ProjectEnv, assert_catalog_matches_warehouse, make_project_env
+from tests.helpers import (
+    ProjectEnv,
+    assert_catalog_matches_warehouse,
+    assert_nothing_pending,
+    make_project_env,
+    sensor_tick,
+)
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 # Bounds on a busy machine, not expectations: a refused run ends within seconds of its start.
@@ -63,14 +66,8 @@ def changed_file(ui_env: ProjectEnv) -> Iterator[callable]:
 def sensor_asks_for_a_run(env: ProjectEnv) -> bool:
     """Two ticks of the raw-files sensor on the server's instance: the second hashes the files."""
     with env.instance() as instance:
-        first: SensorResult = raw_files_sensor(
-            build_sensor_context(instance=instance), data_source=LocalDataSource(directory=str(env.data_dir))
-        )
-        second = raw_files_sensor(
-            build_sensor_context(instance=instance, cursor=first.cursor),
-            data_source=LocalDataSource(directory=str(env.data_dir)),
-        )
-    return bool(second.run_requests)
+        first = sensor_tick(instance, env, None)
+        return bool(sensor_tick(instance, env, first.cursor).run_requests)
 
 
 def refused(server: DagsterDev, env: ProjectEnv, selection: list[str]) -> str:
@@ -83,7 +80,7 @@ def refused(server: DagsterDev, env: ProjectEnv, selection: list[str]) -> str:
     assert wait_for_run_to_end(server, run_id, RUN_TIMEOUT) == "FAILURE"
     assert env.published_tables() == before, "a refused selection changed what users read"
     assert (env.chart_dir / "order_count_chart.html").read_bytes() == chart
-    assert env.query("select run_id, name from jaffle_build.wap_state where not published") == []
+    assert_nothing_pending(env)
     with env.instance() as instance:
         assert_catalog_matches_warehouse(env, instance)
     return "\n".join(step_failures(server, run_id))
