@@ -75,7 +75,7 @@ def test_the_data_generator_reads_the_list_without_importing_dagster():
     # Importing dagster takes about 2 s; `python -m dagster_project.cli.datagen` should start at once.
     code = "import sys, dagster_project.cli.datagen; print('dagster' in sys.modules)"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=120
     )
 
     assert result.stdout == "False\n"
