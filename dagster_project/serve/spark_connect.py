@@ -8,7 +8,8 @@ catalog's warehouse files and metastore, Derby's log and the server's own log. T
 in a session of its own, recorded in a PID file with its start time, so `stop` signals only the
 server it started, never a process that reused the PID.
 
-pyspark is imported only by `wait_until_answering`, so importing this module costs nothing.
+pyspark is imported only by the functions that talk to a server (``answer_probe``, ``warm_up``),
+so importing this module costs nothing.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ import fcntl
 import hashlib
 import importlib.util
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -228,45 +227,41 @@ class SparkConnectServer:
         return process
 
     def wait_until_answering(self, process: subprocess.Popen) -> None:
-        """Poll until the port is open, then run one query through Spark Connect."""
-        # pyspark's Connect client takes a second or more to import: here, while the JVM starts.
-        from pyspark.sql import SparkSession
+        """Return once the server answers a query (``answer_probe``, in a process of its own).
 
+        Not in a thread of this process: pyspark retries a server that stopped answering for
+        about 20 minutes, deaf to Ctrl-C, and the session's ``stop()`` then retries again while
+        it holds a lock every Spark Connect session of the process needs (``SparkSession._lock``):
+        one server that died while starting would stall every later session here. A process is
+        killed the moment the JVM exits or the deadline passes, and takes its retries with it.
+        """
         deadline = time.monotonic() + START_TIMEOUT
-        while not port_open(self.port):
-            self._check_alive(process, deadline, f"listen on {self.url}")
-            time.sleep(0.5)
-
-        # The gRPC port opens once the driver is up; a query proves the session side works too.
-        # It runs in a thread of its own: pyspark retries a server that stopped answering for
-        # about 20 minutes, deaf to Ctrl-C, so this thread watches the JVM meanwhile.
-        outcome: queue.Queue[BaseException | None] = queue.Queue()
-
-        def query() -> None:
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as said:
+            probe = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    f"from dagster_project.serve.spark_connect import answer_probe; answer_probe({self.port})",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=said,
+                stderr=subprocess.STDOUT,
+            )
             try:
-                session = SparkSession.builder.remote(self.url).create()
-                # A reattachable query is released by a background thread, which could reach the
-                # server after the session has closed: an ERROR in its log for a query that worked.
-                session.client.disable_reattachable_execute()
-                try:
-                    session.sql("select 1").collect()
-                finally:
-                    session.stop()
-            except BaseException as error:  # handed to the waiting thread, which raises it
-                outcome.put(error)
-            else:
-                outcome.put(None)
-
-        threading.Thread(target=query, name="spark-connect-readiness", daemon=True).start()
-        while True:
-            try:
-                error = outcome.get(timeout=0.5)
-            except queue.Empty:
-                self._check_alive(process, deadline, "answer a query")
-                continue
-            if error is not None:
-                raise error
-            return
+                while (code := probe.poll()) is None:
+                    self._check_alive(process, deadline, "answer a query")
+                    time.sleep(0.2)
+            finally:
+                if probe.poll() is None:
+                    probe.kill()
+                probe.wait()
+            if code != 0:
+                said.seek(0)
+                raise SparkServerError(
+                    f"The Spark Connect server on {self.url} failed its first query (the query's process "
+                    f"exited with code {code}):\n"
+                    f"{said.read()[-3000:].strip()}\nIts log: {self.log}"
+                )
 
     def _check_alive(self, process: subprocess.Popen, deadline: float, what: str) -> None:
         """Raise if the JVM has exited, or if it has not managed ``what`` by ``deadline``."""
@@ -351,6 +346,26 @@ def warm_up(url: str, folder: Path) -> None:
             spark.sql(statement).collect()
     finally:
         spark.stop()
+
+
+def answer_probe(port: int) -> None:
+    """``wait_until_answering``'s child: wait for the port to open, then run one query.
+
+    The gRPC port opens once the driver is up; a query proves the session side works too.
+    pyspark's client takes a second or more to import: here, while the JVM starts.
+    """
+    from pyspark.sql import SparkSession
+
+    while not port_open(port):
+        time.sleep(0.2)
+    session = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
+    # A reattachable query is released by a background thread, which could reach the server
+    # after the session has closed: an ERROR in its log for a query that worked.
+    session.client.disable_reattachable_execute()
+    try:
+        session.sql("select 1").collect()
+    finally:
+        session.stop()
 
 
 def server_environment() -> dict[str, str]:
