@@ -146,6 +146,15 @@ class ProjectEnv:
 CLASSIC_DATA_DIR = Path(__file__).parent / "fixtures" / "classic"
 
 
+def replace_file(path: Path, data: str | bytes) -> None:
+    """Give ``path`` new contents. The sample files are copied read-only: replace, not overwrite."""
+    path.unlink()
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data, encoding="utf-8")
+
+
 def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
     """Load and publish the three raw files, as a good run of the raw assets would leave them."""
     from dagster_project.data_source import LocalDataSource

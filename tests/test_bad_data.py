@@ -21,6 +21,7 @@ from tests.helpers import (
     assert_catalog_matches_warehouse,
     assert_nothing_pending,
     make_project_env,
+    replace_file,
 )
 from tests.input_contract_cases import CASES
 from tests.paused_marts import with_dbt_in
@@ -72,12 +73,6 @@ def good(good_template, tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     with env.instance() as instance:
         yield env, instance, published(env)
-
-
-def replace_file(path: Path, text: str) -> None:
-    # The sample files are copied read-only; replace rather than overwrite.
-    path.unlink()
-    path.write_text(text, encoding="utf-8")
 
 
 def failure_message(result) -> str:
@@ -333,8 +328,7 @@ def test_a_file_outside_the_input_contract_publishes_nothing_and_names_file_and_
     first_good = latest_runs(instance)
     _, table, data, expected = case
     path = env.data_dir / f"{table}.csv"
-    path.unlink()
-    path.write_bytes(data)
+    replace_file(path, data)
 
     result = env.run_job(instance)
 

@@ -29,6 +29,7 @@ from tests.helpers import (
     add_instance_settings,
     assert_catalog_matches_warehouse,
     make_project_env,
+    replace_file,
     sensor_tick,
 )
 from tests.processes import dbt_processes, start_materialize
@@ -87,8 +88,7 @@ def test_a_ui_run_whose_worker_is_killed_during_dbt_leaves_nothing_behind_and_it
     customers = ui_env.data_dir / "raw_customers.csv"
     text = customers.read_bytes()
     new_id = max(int(line.split(b",")[0]) for line in text.splitlines()[1:]) + 1
-    customers.unlink()  # the sample files are copied read-only
-    customers.write_bytes(text + f"{new_id},Grace,H.\n".encode())
+    replace_file(customers, text + f"{new_id},Grace,H.\n".encode())
     before = ui_env.published_tables()
 
     killed = launch_job(server.dev, JOB)

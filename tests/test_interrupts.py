@@ -8,7 +8,7 @@ import psutil
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
 from dagster_project.settings import SAMPLE_DATA_DIR
-from tests.helpers import load_sample_tables
+from tests.helpers import load_sample_tables, replace_file
 from tests.processes import WAIT_TIMEOUT, dbt_processes, materialize, start_materialize, wait_for
 
 RAW = ("raw_customers", "raw_orders", "raw_payments")
@@ -57,8 +57,7 @@ def test_a_run_killed_during_a_load_keeps_the_tables_and_the_next_run_succeeds(p
 
     assert contents(project_env, RAW) == sample
 
-    customers_csv.unlink()
-    customers_csv.write_bytes((SAMPLE_DATA_DIR / "raw_customers.csv").read_bytes())
+    replace_file(customers_csv, (SAMPLE_DATA_DIR / "raw_customers.csv").read_bytes())
     next_log = project_env.root / "next.log"
     assert materialize(project_env, next_log) == 0, next_log.read_text()[-3000:]
     # The line the kill is timed against does appear in a run's log.
@@ -84,8 +83,7 @@ def test_terminating_a_run_while_dbt_runs_stops_dbt_before_the_marts_and_publish
     payments = project_env.data_dir / "raw_payments.csv"
     header, first, *rest = payments.read_text().splitlines()
     (old_amount,) = project_env.query("select amount from raw_payments where id = 1")[0]
-    payments.unlink()
-    payments.write_text("\n".join([header, first.rsplit(",", 1)[0] + ",99900", *rest]) + "\n")
+    replace_file(payments, "\n".join([header, first.rsplit(",", 1)[0] + ",99900", *rest]) + "\n")
 
     log = project_env.root / "terminated.log"
     # dbt holds at the start of each mart, far longer than WAIT_TIMEOUT, so a dbt that did not

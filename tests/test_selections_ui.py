@@ -20,6 +20,7 @@ from tests.helpers import (
     assert_catalog_matches_warehouse,
     assert_nothing_pending,
     make_project_env,
+    replace_file,
     sensor_tick,
 )
 
@@ -53,14 +54,11 @@ def changed_file(ui_env: ProjectEnv) -> Iterator[callable]:
     def change(name: str, edit) -> None:
         path = ui_env.data_dir / name
         originals.setdefault(path, path.read_bytes())
-        text = path.read_text(encoding="utf-8")
-        path.unlink()  # the sample files are copied read-only
-        path.write_text(edit(text), encoding="utf-8")
+        replace_file(path, edit(path.read_text(encoding="utf-8")))
 
     yield change
     for path, data in originals.items():
-        path.unlink()
-        path.write_bytes(data)
+        replace_file(path, data)
 
 
 def sensor_asks_for_a_run(env: ProjectEnv) -> bool:
