@@ -325,6 +325,53 @@ def dbt_reparsed(env: ProjectEnv) -> list[bool]:
     return list(reparsed.values())
 
 
+# What the published marts must agree on, with each other and with the raw tables they read, each
+# as (what, SQL for one side, SQL for the other). Money is compared in cents: the raw payments
+# hold cents, the marts dollars.
+PUBLISHED_AGREEMENTS = (
+    (
+        "orders has one row per raw order",
+        "select count(*) from main.orders",
+        "select count(*) from main.raw_orders",
+    ),
+    (
+        "customers has one row per raw customer",
+        "select count(*) from main.customers",
+        "select count(*) from main.raw_customers",
+    ),
+    (
+        "the customers' numbers of orders add up to the orders",
+        "select sum(number_of_orders) from main.customers",
+        "select count(*) from main.orders",
+    ),
+    (
+        "the customers' lifetime values add up to the orders' amounts",
+        "select sum(customer_lifetime_value) * 100 from main.customers",
+        "select sum(amount) * 100 from main.orders",
+    ),
+    (
+        "the orders' amounts add up to the raw payments",
+        "select sum(amount) * 100 from main.orders",
+        "select sum(amount) from main.raw_payments",
+    ),
+)
+
+
+def assert_published_consistent(env: ProjectEnv) -> None:
+    """The published marts agree with each other and with the published raw tables."""
+
+    def value(sql: str):
+        ((result,),) = env.query(sql)
+        return result
+
+    disagreements = [
+        f"{what}: {value(left)} against {value(right)}"
+        for what, left, right in PUBLISHED_AGREEMENTS
+        if value(left) != value(right)
+    ]
+    assert disagreements == [], "the published tables disagree:\n" + "\n".join(disagreements)
+
+
 def assert_nothing_pending(env: ProjectEnv) -> None:
     """No run left a pending record behind in the warehouse's state."""
     assert env.query("select run_id, name from jaffle_build.wap_state where not published") == []
