@@ -110,6 +110,18 @@ def test_new_payments_with_customers_but_not_orders_are_refused(server, ui_env, 
     assert "raw_payments changes, and orders reads it" in failures
 
 
+def test_a_missing_payment_with_customers_but_not_orders_is_refused(server, ui_env, changed_file):
+    changed_file(
+        "raw_payments.csv",
+        lambda text: "".join(line for line in text.splitlines(keepends=True) if line.split(",")[1] != "99"),
+    )
+
+    failures = refused(server, ui_env, ["raw_payments", "stg_payments", "customers", "order_count_chart"])
+
+    # The cross-table check sits on raw_orders, which is not selected: it runs all the same.
+    assert "- raw_orders: every_order_has_a_payment. 1 row(s) of raw_orders have no payment" in failures
+
+
 def test_raw_customers_alone_missing_a_customer_with_orders_is_refused(server, ui_env, changed_file):
     changed_file(
         "raw_customers.csv",
