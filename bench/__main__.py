@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         # The UI row drives a DuckDB `dg dev`; on Spark only the headless commands are measured.
         default_ui = args.engine == "duckdb" and args.scale <= UI_MAX_DEFAULT_SCALE
         with_ui = args.ui if args.ui is not None else default_ui
-        logs = args.data_dir / "logs" / ("spark" if args.engine == "spark" else "")
+        # A folder per engine and scale: a benchmark of several scales keeps each one's run logs.
+        logs = args.data_dir / "logs" / ("spark" if args.engine == "spark" else "") / f"scale-{args.scale}"
         record = benchmark(args.scale, args.pairs, folder, logs, with_ui, args.make_materialize, args.engine)
     except (CommandFailed, SparkServerError) as error:
         sys.exit(str(error))

@@ -90,6 +90,8 @@ def render(results: dict[str, dict]) -> str:
         "- **Ratios**: Dagster ÷ bare. **Chart**: the size of the chart's folder after the Dagster run.",
         "- **Load code**: a fresh Python importing `dagster_project.definitions` and validating every definition; "
         "**import libraries**: `import dagster, dagster_dbt, dagster_duckdb` alone.",
+        "- **Logs**: what each command printed in the last round, in `data/bench/logs/scale-N/` "
+        "(`logs/spark/scale-N/` on Spark): `cli.log` is the Dagster run's log, `bare.log` the bare one's.",
         "",
         "| Scale | Customers | Orders | Payments | CSV | Memory limit | Dagster | bare | time ratio | Dagster peak "
         "| bare peak | memory ratio | make materialize | Chart | Load code | Import libraries |",

@@ -107,6 +107,9 @@ def test_a_benchmark_at_scale_one_writes_a_row_of_positive_measurements(tmp_path
     stored = json.loads(out.with_suffix(".json").read_text())
     assert list(stored) == ["1"]
     assert stored["1"]["pairs"] == 1
+    # Each scale keeps its own logs: the run log a profile is read from is this scale's.
+    run_log = (tmp_path / "data" / "logs" / "scale-1" / "cli.log").read_text(encoding="utf-8")
+    assert "RUN_SUCCESS" in run_log and "Published " in run_log
 
 
 def test_rows_are_sorted_by_scale_and_a_rerun_replaces_only_its_own_row(tmp_path):
