@@ -14,6 +14,7 @@ from dagster_project.defs.ingest import raw_tables
 from dagster_project.defs.report import order_count_chart
 from dagster_project.defs.resources import build_resources
 from dagster_project.defs.transform import jaffle_shop_dbt_assets
+from dagster_project.serve import warm_worker
 from dagster_project.settings import Settings, load_settings
 
 
@@ -40,4 +41,8 @@ def build_defs(settings: Settings) -> Definitions:
     )
 
 
-defs = build_defs(load_settings())
+settings = load_settings()
+defs = build_defs(settings)
+# In a code server (`make run`, `make serve`), its runs fork from a warm worker.
+if settings.warm_worker and warm_worker.in_code_server():
+    warm_worker.enable()

@@ -54,6 +54,7 @@ VARIABLES = (
     "JAFFLE_DATA_DIR",
     "JAFFLE_CHART_DIR",
     "JAFFLE_OPEN_CHART",
+    "JAFFLE_WARM_WORKER",
     "DUCKDB_MEMORY_LIMIT",
     *PROD_REQUIRED_VARIABLES,
     "SPARK_REMOTE",
@@ -88,6 +89,9 @@ class Settings:
     variables_set: frozenset[str] = frozenset()
     # JAFFLE_ENV=spark: the Spark Connect URL, without the token (SPARK_CONNECT_TOKEN).
     spark_remote: str = DEFAULT_SPARK_REMOTE
+    # A code server forks its runs from a process with the libraries imported
+    # (dagster_project/serve/warm_worker.py); JAFFLE_WARM_WORKER=0 spawns each run afresh.
+    warm_worker: bool = True
 
     @property
     def warehouse_engine(self) -> Literal["duckdb", "spark"]:
@@ -215,6 +219,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         or bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")),
         variables_set=frozenset(name for name in VARIABLES if env.get(name)),
         spark_remote=_spark_remote(env) if environment == "spark" else DEFAULT_SPARK_REMOTE,
+        warm_worker=_flag(env, "JAFFLE_WARM_WORKER", default=True),
     )
 
 

@@ -4,12 +4,12 @@ Starting and stopping the server is tests/browser.py's `dagster_dev`.
 """
 
 import re
-from contextlib import suppress
 
 import psutil
 
 from tests.browser import DagsterDev
 from tests.helpers import UIGraphQL
+from tests.processes import run_workers_under
 
 LAUNCH_RUN = """
 mutation ($params: ExecutionParams!) {
@@ -80,13 +80,8 @@ def run_messages(server: DagsterDev, run_id: str) -> list[str]:
 
 
 def run_workers(server: DagsterDev) -> list[psutil.Process]:
-    """The processes the code server spawned to execute runs (multiprocessing's spawn)."""
-    workers = []
-    for process in psutil.Process(server.process.pid).children(recursive=True):
-        with suppress(psutil.NoSuchProcess):
-            if "spawn_main" in " ".join(process.cmdline()):
-                workers.append(process)
-    return workers
+    """The processes executing the server's runs (tests/processes.py)."""
+    return run_workers_under(psutil.Process(server.process.pid))
 
 
 def warning_lines(output: str) -> list[str]:

@@ -259,6 +259,11 @@ class UIGraphQL:
     def __init__(self, workspace) -> None:
         self._workspace = workspace
 
+    @property
+    def workspace(self):
+        """The workspace's process context: what the daemon launches a queued run with."""
+        return self._workspace
+
     def __call__(self, query: str, **variables) -> dict:
         from dagster_graphql.test.utils import execute_dagster_graphql
 
@@ -272,9 +277,12 @@ class UIGraphQL:
 
 @contextmanager
 def ui_graphql_for(
-    instance: DagsterInstance, module: str = "dagster_project.definitions"
+    instance: DagsterInstance,
+    module: str = "dagster_project.definitions",
+    working_directory: Path = REPO_ROOT,
 ) -> Iterator[UIGraphQL]:
-    """The GraphQL API over ``instance``, with ``module``'s ``defs`` in a code server of its own.
+    """The GraphQL API over ``instance``, with ``module``'s ``defs`` (found from
+    ``working_directory``) in a code server of its own.
 
     The code server is a subprocess, as under `dagster dev`: it inherits this process's
     environment when it starts, so set the project's variables first. Starting it takes a few
@@ -286,7 +294,7 @@ def ui_graphql_for(
         "module_name": module,
         "attribute": "defs",
         "location_name": UIGraphQL.repository["repositoryLocationName"],
-        "working_directory": str(REPO_ROOT),
+        "working_directory": str(working_directory),
         "executable_path": sys.executable,
     }
     with tempfile.TemporaryDirectory(prefix="workspace-") as folder:

@@ -59,3 +59,25 @@ def dbt_processes(pid: int) -> list[psutil.Process]:
             if any(part.endswith("dbt") for part in child.cmdline()[:2]):
                 found.append(child)
     return found
+
+
+def run_workers_under(code_server: psutil.Process) -> list[psutil.Process]:
+    """The processes executing runs under a code server (a process it started, or its ancestor).
+
+    A run is a child of the code server's warm worker (the fork server, whose children share its
+    command line until they exec something), or, with JAFFLE_WARM_WORKER=0, a process the code
+    server spawned.
+    """
+    workers = []
+    for process in code_server.children(recursive=True):
+        with suppress(psutil.Error):  # a worker that just ended is gone, or a zombie
+            command = " ".join(process.cmdline())
+            if "spawn_main" in command:
+                workers.append(process)
+            elif FORK_SERVER in command and FORK_SERVER not in " ".join(process.parent().cmdline()):
+                workers.extend(process.children())
+    return workers
+
+
+# What the warm worker's fork server has on its command line.
+FORK_SERVER = "multiprocessing.forkserver"

@@ -50,6 +50,7 @@ from dagster_project.warehouse import LEASE_TAKEN
 from tests.browser import TERMINAL_RUN_STATUSES, DagsterDev, run_statuses, wait_for, wait_for_run_to_end
 from tests.dagster_dev import LAUNCH_RUN, run_messages, run_status
 from tests.helpers import INSTANCE_POOLS, ProjectEnv, UIGraphQL, add_instance_settings, make_project_env
+from tests.processes import run_workers_under
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "serve"
 # Bounds on a busy machine, not expectations: a run starts in 5 to 10 s and takes 15 to 30 s here.
@@ -236,13 +237,8 @@ def ended_status(deployment: Deployment, run_id: str) -> str | None:
 
 
 def run_workers(deployment: Deployment) -> list[psutil.Process]:
-    """The processes the code server spawned to execute runs (multiprocessing's spawn)."""
-    workers = []
-    for child in psutil.Process(deployment.processes["code-server"].pid).children(recursive=True):
-        with suppress(psutil.Error):  # a worker that just ended is gone, or a zombie
-            if "spawn_main" in " ".join(child.cmdline()):
-                workers.append(child)
-    return workers
+    """The processes executing the code server's runs (tests/processes.py)."""
+    return run_workers_under(psutil.Process(deployment.processes["code-server"].pid))
 
 
 def pid_namespace(process: psutil.Process) -> str:

@@ -13,6 +13,7 @@ from dagster import Definitions, EnvVar
 
 from dagster_project.definitions import build_defs
 from dagster_project.defs.resources import build_resources
+from dagster_project.serve.warm_worker import in_code_server
 from dagster_project.settings import (
     ENVIRONMENTS,
     REPO_ROOT,
@@ -65,6 +66,19 @@ def test_the_duckdb_file_data_and_chart_folders_are_taken_relative_to_the_reposi
         REPO_ROOT / "data" / "sample",
         REPO_ROOT / "data" / "charts",
     )
+
+
+def test_the_warm_worker_is_on_unless_turned_off_and_only_a_code_server_enables_it():
+    assert load_settings({}).warm_worker
+    assert load_settings({"JAFFLE_WARM_WORKER": "1"}).warm_worker
+    assert not load_settings({"JAFFLE_WARM_WORKER": "0"}).warm_worker
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"JAFFLE_WARM_WORKER": "on"})
+    assert str(refused.value) == "JAFFLE_WARM_WORKER='on' must be 0 or 1."
+    # `dagster api grpc` is a code server; the CLI, the daemon and the webserver are not.
+    assert in_code_server(["/venv/lib/dagster/__main__.py", "api", "grpc", "--module-name", "m"])
+    assert not in_code_server(["/venv/bin/dagster", "asset", "materialize", "--select", "*"])
+    assert not in_code_server(["/venv/bin/dagster-daemon", "run"])
 
 
 def test_the_chart_opens_only_when_asked_and_where_a_display_can_show_it():
