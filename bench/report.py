@@ -187,12 +187,14 @@ def ui_row(record: dict, steps: list[str]) -> str:
         f"{median(run['queue_s'] for run in runs):.1f} s",
         f"{median(run['worker_start_s'] for run in runs):.1f} s",
         f"{median(publish):.2f} s" if publish else "none",
-        *(
-            f"{median(run['steps_s'][step] for run in runs if step in run['steps_s']):.1f} s"
-            for step in steps
-        ),
+        *(step_cell([run["steps_s"][step] for run in runs if step in run["steps_s"]]) for step in steps),
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def step_cell(seconds: list[float]) -> str:
+    # A step that a row's runs did not have (measured before the step existed) is left empty.
+    return f"{median(seconds):.1f} s" if seconds else "—"
 
 
 def environment_row(record: dict) -> str:

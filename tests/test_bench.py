@@ -226,3 +226,24 @@ def test_a_spark_row_sits_beside_duckdb_at_its_scale_and_names_the_spark_version
     assert [row[0] for row in rows] == ["1", "100", "100 on Spark"]
     assert "Versions: pyspark 4.3.0, dbt-spark 1.11.0." in out.read_text()
     assert "| 100 on Spark | 80% | 2026-03-03 |" in out.read_text()
+
+
+def test_a_ui_row_measured_before_a_step_existed_leaves_that_step_empty(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    run = {"queue_s": 1.0, "worker_start_s": 3.0, "publish_s": 0.25, "launch_to_end_s": 20.0}
+    older = record(100) | {"ui": [run | {"steps_s": {"dbt": 6.0}}], "ui_start_s": 9.0}
+    newer = record(1) | {"ui": [run | {"steps_s": {"dbt": 5.0, "check": 0.2}}], "ui_start_s": 9.0}
+
+    report.write_section(out, {"1": newer, "100": older})
+
+    ui_block = next(block for block in out.read_text().split("\n\n") if block.startswith("| Scale | UI"))
+    header, _, *rows = ui_block.splitlines()
+    names = [name.strip() for name in header.strip("|").split("|")]
+    by_scale = {
+        row.split("|")[1].strip(): dict(
+            zip(names, (c.strip() for c in row.strip("|").split("|")), strict=True)
+        )
+        for row in rows
+    }
+    assert (by_scale["1"]["check"], by_scale["1"]["dbt"]) == ("0.2 s", "5.0 s")
+    assert (by_scale["100"]["check"], by_scale["100"]["dbt"]) == ("—", "6.0 s")
