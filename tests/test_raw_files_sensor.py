@@ -380,6 +380,22 @@ def test_each_failed_retry_doubles_the_wait(sensor, history, monkeypatch):
     )
 
 
+def test_the_wait_counts_only_the_failures_since_the_same_files_last_succeeded(sensor, history):
+    # GOOD succeeded once, long ago; changed back to GOOD, the files now find the DuckDB file locked.
+    history.run(sensor.request(), GOOD, "succeeds")
+    sensor.put(NEWER)
+    history.run(sensor.request(), NEWER, "succeeds")
+    sensor.put(dict(GOOD))
+    [request] = sensor.settle().run_requests
+    failed = history.run(request, GOOD, "finds the file locked")
+
+    retry_at = datetime.fromtimestamp(history.ended_at(failed) + 120, UTC).strftime("%H:%M:%S UTC")
+    assert sensor.skip_message() == (
+        f"Run {failed[:8]} for these files failed: {LOCKED} Retrying at {retry_at} "
+        "(after 1 failed run(s)); materialize by hand to retry sooner."
+    )
+
+
 def test_the_content_tag_names_the_set_of_files_whatever_their_order():
     assert combined_fingerprint(hashes(NEWER)) != combined_fingerprint(hashes(GOOD))
     assert combined_fingerprint(dict(reversed(hashes(GOOD).items()))) == combined_fingerprint(hashes(GOOD))
