@@ -276,12 +276,18 @@ def test_after_a_successful_run_nothing_more_is_requested(sensor, history):
     assert sensor.skip_message() == "The raw files are the ones last published: nothing to run."
 
 
-def test_files_changed_back_to_ones_that_succeeded_before_are_run_again(sensor, history):
+def changed_back_to_good(sensor, history):
+    """GOOD then NEWER both succeed, then the files change back to GOOD: the sensor's request."""
     history.run(sensor.request(), GOOD, "succeeds")
     sensor.put(NEWER)
     history.run(sensor.request(), NEWER, "succeeds")
     sensor.put(dict(GOOD))
     [request] = sensor.settle().run_requests
+    return request
+
+
+def test_files_changed_back_to_ones_that_succeeded_before_are_run_again(sensor, history):
+    request = changed_back_to_good(sensor, history)
     assert request.tags[CONTENT_TAG] == combined_fingerprint(hashes(GOOD))
 
 
@@ -382,12 +388,7 @@ def test_each_failed_retry_doubles_the_wait(sensor, history, monkeypatch):
 
 def test_the_wait_counts_only_the_failures_since_the_same_files_last_succeeded(sensor, history):
     # GOOD succeeded once, long ago; changed back to GOOD, the files now find the DuckDB file locked.
-    history.run(sensor.request(), GOOD, "succeeds")
-    sensor.put(NEWER)
-    history.run(sensor.request(), NEWER, "succeeds")
-    sensor.put(dict(GOOD))
-    [request] = sensor.settle().run_requests
-    failed = history.run(request, GOOD, "finds the file locked")
+    failed = history.run(changed_back_to_good(sensor, history), GOOD, "finds the file locked")
 
     retry_at = datetime.fromtimestamp(history.ended_at(failed) + 120, UTC).strftime("%H:%M:%S UTC")
     assert sensor.skip_message() == (

@@ -17,6 +17,7 @@ from dagster import DagsterInstance
 
 from dagster_project.run_launcher import reported_pid
 from tests.browser import TERMINAL_RUN_STATUSES, wait_for
+from tests.dagster_dev import LAUNCH_RUN
 from tests.helpers import UIGraphQL, ui_graphql_for
 from tests.processes import FORK_SERVER
 
@@ -60,15 +61,6 @@ DEFINITIONS = textwrap.dedent(
     '''
 )
 
-LAUNCH_ASSETS = """
-mutation ($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on Error { message }
-  }
-}
-"""
 TERMINATE = """
 mutation ($runId: String!) { terminateRun(runId: $runId) { __typename } }
 """
@@ -95,7 +87,7 @@ def ui(project_env, instance: DagsterInstance, tmp_path: Path) -> Iterator[tuple
 def launch(graphql: UIGraphQL, instance: DagsterInstance, asset: str) -> str:
     """Materialize selected on ``asset``, as the UI's button does, then launched as the daemon does."""
     selector = {**UIGraphQL.repository, "jobName": "__ASSET_JOB", "assetSelection": [{"path": [asset]}]}
-    launched = graphql(LAUNCH_ASSETS, params={"selector": selector})["launchRun"]
+    launched = graphql(LAUNCH_RUN, params={"selector": selector})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
     instance.launch_run(run_id, graphql.workspace.create_request_context())
