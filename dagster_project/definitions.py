@@ -2,15 +2,18 @@
 
 import warnings
 
-from dagster import BetaWarning, Definitions, in_process_executor, with_source_code_references
-
-from dagster_project.defs.automation import (
-    daily_jaffle_shop_schedule,
-    jaffle_shop_job,
-    raw_files_sensor,
+from dagster import (
+    BetaWarning,
+    Definitions,
+    in_process_executor,
+    map_asset_specs,
+    with_source_code_references,
 )
-from dagster_project.defs.governance import describe_assets, freshness_checks
+
+from dagster_project.defs.automation import automate, jaffle_automation, jaffle_shop_job
+from dagster_project.defs.governance import describe, describe_assets, freshness_checks
 from dagster_project.defs.ingest import raw_tables
+from dagster_project.defs.raw_files import raw_files, raw_files_sensor
 from dagster_project.defs.report import order_count_chart
 from dagster_project.defs.resources import build_resources
 from dagster_project.defs.transform import jaffle_shop_dbt_assets
@@ -28,12 +31,12 @@ def build_defs(settings: Settings) -> Definitions:
         assets = with_source_code_references([raw_tables, jaffle_shop_dbt_assets, order_count_chart])
     checks, freshness_sensor = freshness_checks()
     return Definitions(
-        # Owners, tags and freshness policies, from dagster_project/defs/governance.py.
-        assets=describe_assets(assets),
+        # Owners, tags and freshness policies (dagster_project/defs/governance.py), and when
+        # each asset runs by itself (dagster_project/defs/automation.py).
+        assets=[*map_asset_specs(describe, raw_files), *map_asset_specs(automate, describe_assets(assets))],
         asset_checks=checks,
         jobs=[jaffle_shop_job],
-        schedules=[daily_jaffle_shop_schedule],
-        sensors=[raw_files_sensor, freshness_sensor],
+        sensors=[raw_files_sensor, jaffle_automation, freshness_sensor],
         resources=build_resources(settings),
         # DuckDB has one writer, so parallel steps buy nothing, and a subprocess per step costs
         # a Python start-up each: every step runs in the run's own process.

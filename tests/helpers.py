@@ -20,13 +20,10 @@ from dagster import (
     DagsterInstance,
     Definitions,
     ExecuteInProcessResult,
-    SensorResult,
-    build_sensor_context,
 )
 
 from dagster_project.data_source import LocalDataSource
 from dagster_project.definitions import build_defs
-from dagster_project.defs.automation import raw_files_sensor
 from dagster_project.settings import INSTANCE_TEMPLATE, REPO_ROOT, SAMPLE_DATA_DIR, Settings, load_settings
 from dagster_project.warehouse.duckdb import DuckDBWarehouse
 
@@ -42,6 +39,8 @@ PROJECT_ASSETS = (
     "orders",
     "order_count_chart",
 )
+# The raw files, assets that Dagster does not compute: raw_files_sensor reports their versions.
+FILE_ASSETS = ("raw_customers_file", "raw_orders_file", "raw_payments_file")
 
 # The executables of the venv running the tests, whatever it is called and wherever it is.
 VENV_BIN = Path(sys.executable).parent
@@ -157,7 +156,6 @@ def replace_file(path: Path, data: str | bytes) -> None:
 
 def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
     """Load and publish the three raw files, as a good run of the raw assets would leave them."""
-    from dagster_project.data_source import LocalDataSource
     from dagster_project.defs.ingest import raw_entry
     from dagster_project.raw_load import RAW_TABLES
     from dagster_project.warehouse import publish, version_name
@@ -189,7 +187,6 @@ def materialize_raw(
     """Materialize the selected raw assets alone, as "Materialize selected" does in the UI."""
     from dagster import AssetKey, materialize
 
-    from dagster_project.data_source import LocalDataSource
     from dagster_project.defs.ingest import raw_tables
 
     return materialize(
@@ -383,9 +380,3 @@ def assert_published_consistent(env: ProjectEnv) -> None:
 def assert_nothing_pending(env: ProjectEnv) -> None:
     """No run left a pending record behind in the warehouse's state."""
     assert env.query("select run_id, name from jaffle_build.wap_state where not published") == []
-
-
-def sensor_tick(instance: DagsterInstance, env: ProjectEnv, cursor: str | None) -> SensorResult:
-    """One evaluation of the raw-files sensor, as the daemon would run it on this instance."""
-    context = build_sensor_context(instance=instance, cursor=cursor)
-    return raw_files_sensor(context, data_source=LocalDataSource(directory=str(env.data_dir)))

@@ -10,13 +10,13 @@ from dagster import AssetKey
 from dagster_project.dbt_project import jaffle_shop_project
 from dagster_project.definitions import defs
 from dagster_project.settings import REPO_ROOT
-from tests.helpers import PROJECT_ASSETS, VENV_BIN
+from tests.helpers import FILE_ASSETS, PROJECT_ASSETS, VENV_BIN
 
 
 def test_the_definitions_load_with_every_asset_and_resource():
     repository = defs.get_repository_def()
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == set(PROJECT_ASSETS)
+    assert keys == set(PROJECT_ASSETS) | set(FILE_ASSETS)
     assert set(repository.get_top_level_resources()) >= {"duckdb", "dbt", "data_source"}
     job = defs.resolve_job_def("jaffle_shop_job")
     assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == set(PROJECT_ASSETS)

@@ -10,7 +10,6 @@ from dagster import (
     AssetMaterialization,
     AssetSelection,
     DagsterInstance,
-    DefaultScheduleStatus,
     DefaultSensorStatus,
     build_sensor_context,
     materialize,
@@ -20,7 +19,7 @@ from dagster._core.test_utils import freeze_time
 from dagster_project.definitions import defs
 from dagster_project.defs.governance import freshness_checks
 from dagster_project.settings import REPO_ROOT
-from tests.helpers import PROJECT_ASSETS, VENV_BIN
+from tests.helpers import FILE_ASSETS, PROJECT_ASSETS, VENV_BIN
 
 USER_FACING = ("customers", "orders", "order_count_chart")
 # The daily schedule's period, and its run an hour late plus a minute: past the fail window.
@@ -96,11 +95,11 @@ def test_the_freshness_sensor_requests_the_checks_of_the_marts_and_the_chart(ins
 
 def test_every_schedule_and_sensor_starts_stopped_so_dagster_dev_launches_nothing_unasked():
     statuses = {sensor.name: sensor.default_status for sensor in defs.sensors}
-    statuses |= {schedule.name: schedule.default_status for schedule in defs.schedules}
+    assert not defs.schedules
     assert statuses == {
         "raw_files_sensor": DefaultSensorStatus.STOPPED,
+        "jaffle_automation": DefaultSensorStatus.STOPPED,
         "freshness_checks_sensor": DefaultSensorStatus.STOPPED,
-        "daily_jaffle_shop_schedule": DefaultScheduleStatus.STOPPED,
     }
 
 
@@ -124,7 +123,9 @@ def test_the_ui_shows_the_freshness_policy_of_what_users_read_and_every_owner(ui
     policies = {asset: node["internalFreshnessPolicy"] for asset, node in nodes.items()}
     # Warn half an hour after the daily run is due, fail an hour after.
     window = {"failWindowSeconds": 25 * 3600, "warnWindowSeconds": 24 * 3600 + 30 * 60}
-    assert policies == {asset: window if asset in USER_FACING else None for asset in PROJECT_ASSETS}
+    assert policies == {
+        asset: window if asset in USER_FACING else None for asset in PROJECT_ASSETS + FILE_ASSETS
+    }
     assert nodes["order_count_chart"]["owners"] == [{"team": "analytics"}]
     assert nodes["customers"]["owners"] == [{"team": "analytics-engineering"}]
     assert nodes["raw_orders"]["owners"] == [{"team": "data-platform"}]
@@ -151,7 +152,7 @@ def dg_list_defs(project_env) -> dict:
     return json.loads(result.stdout)
 
 
-def test_dg_list_defs_shows_owners_tags_the_freshness_checks_and_their_sensor(project_env):
+def test_dg_list_defs_shows_owners_tags_automation_the_freshness_checks_and_the_sensors(project_env):
     listed = dg_list_defs(project_env)
 
     assets = {asset["asset_key"]: asset for asset in listed["assets"]}
@@ -165,4 +166,11 @@ def test_dg_list_defs_shows_owners_tags_the_freshness_checks_and_their_sensor(pr
         check["asset_key"] for check in listed["asset_checks"] if check["name"] == "freshness_check"
     )
     assert freshness == sorted(USER_FACING)
-    assert {sensor["name"] for sensor in listed["sensors"]} == {"raw_files_sensor", "freshness_checks_sensor"}
+    conditions = {asset: assets[asset]["automation_condition"]["label"] for asset in PROJECT_ASSETS}
+    assert conditions["raw_orders"] == "on a new file, and daily at 06:00 UTC"
+    assert conditions["order_count_chart"] == "with what it reads, or eager"
+    assert {sensor["name"] for sensor in listed["sensors"]} == {
+        "raw_files_sensor",
+        "jaffle_automation",
+        "freshness_checks_sensor",
+    }

@@ -4,19 +4,23 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from dagster import DagsterEventType
 
-from dagster_project.warehouse import LEASE_TAKEN, RunLeaseTimeoutError
+from dagster_project.defs.automation import RUN_TAGS
+from dagster_project.warehouse import LEASE_TAKEN, RunLeaseTimeoutError, publish
 from dagster_project.warehouse import duckdb as warehouse
 from dagster_project.warehouse.duckdb import DuckDBLockedError, DuckDBWarehouse
-from tests.helpers import load_sample_tables, materialize_raw
+from tests.helpers import load_sample_tables, materialize_raw, replace_file
+from tests.processes import wait_for
 
 HOLDER = """
 import sys, duckdb
@@ -95,6 +99,58 @@ def test_a_run_on_a_held_file_fails_after_one_wait_with_the_holder_in_every_step
     started = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
     assert not started & {"jaffle_shop_dbt_assets", "order_count_chart"}
     assert loaded.query("select count(*) from main.raw_customers") == [(100,)]
+
+
+def test_an_automated_run_tries_a_held_file_again_after_2_4_8_16_and_32_minutes():
+    minutes = [
+        publish.retry_delay(attempt) / timedelta(minutes=1) for attempt in range(1, publish.LOCK_RETRIES + 1)
+    ]
+    assert minutes == [2, 4, 8, 16, 32]
+
+
+def steps_up_for_retry(env) -> list[str]:
+    """What the latest run's steps said when they stepped back to try again later."""
+    with env.instance() as instance:
+        runs = instance.get_runs(limit=1)
+        if not runs:
+            return []
+        events = instance.all_logs(runs[0].run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+        return [event.dagster_event.message or "" for event in events]
+
+
+def test_a_run_automation_launched_tries_a_held_file_again_after_a_back_off_and_publishes(
+    loaded, instance, monkeypatch
+):
+    # The back-off starts at 2 minutes; a second keeps the test short, the doubling is the same.
+    monkeypatch.setattr(publish, "FIRST_RETRY_DELAY", timedelta(seconds=1))
+    customers = loaded.data_dir / "raw_customers.csv"
+    replace_file(customers, customers.read_bytes() + b"101,Grace,H.\n")
+    run_config = {
+        "resources": {"duckdb": {"config": {"database": str(loaded.database), "lock_timeout": 0.5}}}
+    }
+
+    with held(loaded.database) as holder:
+
+        def let_go_once_the_step_stepped_back():
+            wait_for(lambda: steps_up_for_retry(loaded), "the raw step to step back for a retry")
+            holder.stdin.close()
+            holder.wait(timeout=30)
+
+        releaser = threading.Thread(target=let_go_once_the_step_stepped_back)
+        releaser.start()
+        result = loaded.run_job(instance, run_config=run_config, tags=RUN_TAGS)
+        releaser.join()
+
+    assert result.success
+    assert loaded.query("select first_name from main.raw_customers where id = 101") == [("Grace",)]
+    assert loaded.query("select count(*) from main.customers") == [(101,)]
+    warnings = [
+        event.message
+        for event in instance.all_logs(result.run_id)
+        if event.level >= 30 and "Trying again in" in (event.message or "")
+    ]
+    assert warnings and f"{loaded.database} is locked by " in warnings[0]
+    assert "Trying again in 0.0166667 minutes." in warnings[0]
 
 
 # Giving up takes at most the timeout plus one connection attempt; on a loaded machine an attempt

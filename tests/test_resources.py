@@ -169,13 +169,11 @@ RAW_KEYS = {"raw_customers", "raw_orders", "raw_payments"}
 DBT_KEYS = {"stg_customers", "stg_orders", "stg_payments", "customers", "orders"}
 
 
-# Dagster's own serialiser reads a deprecated schedule property; nothing of ours to change.
-@pytest.mark.filterwarnings("ignore:Property `ScheduleDefinition.environment_vars`:DeprecationWarning")
 def test_the_resource_view_lists_what_uses_each_resource(resource_view):
     assert resource_view("data_source") == {
         "config": {"directory"},
         "assets": RAW_KEYS,
-        "schedules": {"daily_jaffle_shop_schedule"},
+        "schedules": set(),
         "sensors": {"raw_files_sensor"},
     }
     duckdb = resource_view("duckdb")

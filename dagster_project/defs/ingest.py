@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from dagster_project.data_source import DataSource
+from dagster_project.defs.raw_files import FILE_KEYS
 from dagster_project.raw_checks import Candidate, RawCheck, missing_table_result, raw_checks
 from dagster_project.raw_load import INGEST_CODE_VERSION, RAW_TABLES, RawLoadConfig, RawTable
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, Warehouse, version_name
@@ -41,6 +42,9 @@ RAW_ASSET_SPECS = [
         kinds={"python", "duckdb"},
         code_version=INGEST_CODE_VERSION,
         description=f"{table.file_name} from the data source, loaded into DuckDB as {table.name}.",
+        # The file, as raw_files_sensor reports it (dagster_project/defs/raw_files.py): its new
+        # version is what automation loads this table on.
+        deps=[FILE_KEYS[table.file_name]],
         # Not yielded unless this step publishes the table: a materialization is recorded only
         # for data users can read.
         skippable=True,

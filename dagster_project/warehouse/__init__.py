@@ -60,6 +60,10 @@ def run_key(run_id: str) -> str:
     return run_id.replace("-", "")
 
 
+class WarehouseLockedError(RuntimeError):
+    """Another program holds the warehouse (a DuckDB file open in a CLI or a notebook)."""
+
+
 class RunLeaseTimeoutError(RuntimeError):
     """Another run kept the warehouse longer than this run would wait."""
 

@@ -30,7 +30,7 @@ from pydantic import Field, PrivateAttr
 
 from dagster_project import input_contract
 from dagster_project.csv_errors import RawFileError, describe_csv_error, locate_bad_record
-from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
+from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse, WarehouseLockedError
 
 PUBLISHED_SCHEMA = "main"
 _STATE_NAME = "wap_state"
@@ -311,7 +311,7 @@ def _rename_tables(node: object, schema: str, renames: dict[str, str]) -> None:
 # The resource.
 
 
-class DuckDBLockedError(RuntimeError):
+class DuckDBLockedError(WarehouseLockedError):
     """Another process holds the DuckDB file."""
 
 

@@ -19,11 +19,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 
-from dagster import AssetExecutionContext, DagsterRunStatus, Failure, RunsFilter
+from dagster import AssetExecutionContext, DagsterRunStatus, Failure, RetryRequested, RunsFilter
 from dagster._core.launcher import WorkerStatus
 
-from dagster_project.warehouse import Entry, Session, State, Warehouse, parse_version, run_key
+from dagster_project.warehouse import (
+    Entry,
+    Session,
+    State,
+    Warehouse,
+    WarehouseLockedError,
+    parse_version,
+    run_key,
+)
 from dagster_project.warehouse.catalog import restore_catalog
 
 # Runs in these states may still write: their versions are never collected.
@@ -177,12 +186,39 @@ def _run_id(key: str) -> str:
     return f"{key[:8]}-{key[8:12]}-{key[12:16]}-{key[16:20]}-{key[20:]}"
 
 
+# The tag declarative automation puts on the runs it launches (dagster_project/defs/automation.py).
+TRIGGER_TAG = "jaffle/trigger"
+AUTOMATED = "automation"
+# How often, and after how long, a step of an automated run tries again a warehouse that another
+# program holds: after 2, 4, 8, 16 and 32 minutes, an hour in all; then the run fails.
+LOCK_RETRIES = 5
+FIRST_RETRY_DELAY = timedelta(minutes=2)
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """How long the ``attempt``-th retry (from 1) waits before it tries the warehouse again."""
+    return FIRST_RETRY_DELAY * 2 ** (attempt - 1)
+
+
 def begin(context: AssetExecutionContext, warehouse: Warehouse) -> None:
-    """Take the run lease, then drop what ended runs left behind."""
+    """Take the run lease, then drop what ended runs left behind.
+
+    Opening the warehouse here, first, turns a lock that another program holds into the
+    engine's clear error. A run that someone launched fails on it at once, naming the holder;
+    a run that automation launched steps back and tries again later (``retry_delay``): nobody
+    is there to close the other program, and the lock is gone only when they have.
+    """
     run_id = context.op_execution_context.run_id
     warehouse.hold_for_run(run_id, context.log.info)
-    with warehouse.session() as session:
-        dropped, forgotten = collect_garbage(session, ended_runs(context), run_id)
+    try:
+        with warehouse.session() as session:
+            dropped, forgotten = collect_garbage(session, ended_runs(context), run_id)
+    except WarehouseLockedError as locked:
+        if context.run.tags.get(TRIGGER_TAG) != AUTOMATED:
+            raise
+        delay = retry_delay(context.retry_number + 1)
+        context.log.warning(f"{locked} Trying again in {delay.total_seconds() / 60:g} minutes.")
+        raise RetryRequested(max_retries=LOCK_RETRIES, seconds_to_wait=delay.total_seconds()) from locked
     if dropped:
         context.log.info(
             f"Dropped {len(dropped)} version(s) that no published name reads: {', '.join(dropped)}."
