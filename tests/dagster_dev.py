@@ -36,6 +36,12 @@ query ($runId: ID!) {
 """
 # A warning from Python (`SupersessionWarning: …`), Dagster's logger (`- WARNING -`) or dg.
 WARNING = re.compile(r"warn", re.IGNORECASE)
+# The run-retry daemon's note on the first start of a new Dagster home (one per event type it
+# watches): it starts its cursors at the newest event, so runs from before it were never retried.
+# Documented in the README's troubleshooting table; any other warning still fails the test.
+FIRST_START = re.compile(
+    r"EventLogConsumerDaemon - .*No cursor for event type \w+\.\w+, ignoring older events"
+)
 
 
 def launch_job(server: DagsterDev, job_name: str) -> str:
@@ -85,4 +91,4 @@ def run_workers(server: DagsterDev) -> list[psutil.Process]:
 
 
 def warning_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if WARNING.search(line)]
+    return [line for line in output.splitlines() if WARNING.search(line) and not FIRST_START.search(line)]

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from dagster import AssetsDefinition, Definitions
+from dagster import AssetsDefinition, AssetSpec, Definitions
 from dagster_dbt import DbtProject
 from dagster_dbt.asset_utils import DAGSTER_DBT_PROJECT_METADATA_KEY
 
@@ -44,8 +44,11 @@ def in_project_dir(dbt_assets: AssetsDefinition, project_dir: Path) -> AssetsDef
     return dbt_assets.map_asset_specs(moved)
 
 
-def is_dbt_assets(assets: AssetsDefinition) -> bool:
-    return any(DAGSTER_DBT_PROJECT_METADATA_KEY in spec.metadata for spec in assets.specs)
+def is_dbt_assets(assets: AssetsDefinition | AssetSpec) -> bool:
+    # The raw files are bare specs: nothing runs them, dbt least of all.
+    return isinstance(assets, AssetsDefinition) and any(
+        DAGSTER_DBT_PROJECT_METADATA_KEY in spec.metadata for spec in assets.specs
+    )
 
 
 def with_dbt_in(defs: Definitions, project_dir: Path) -> Definitions:

@@ -16,10 +16,11 @@ import pytest
 from dagster import DagsterEventType
 
 from dagster_project.defs.automation import RUN_TAGS
+from dagster_project.defs.report import CHART_FILE_NAME
 from dagster_project.warehouse import LEASE_TAKEN, RunLeaseTimeoutError, publish
 from dagster_project.warehouse import duckdb as warehouse
 from dagster_project.warehouse.duckdb import DuckDBLockedError, DuckDBWarehouse
-from tests.helpers import load_sample_tables, materialize_raw, replace_file
+from tests.helpers import assert_catalog_matches_warehouse, load_sample_tables, materialize_raw, replace_file
 from tests.processes import wait_for
 
 HOLDER = """
@@ -144,6 +145,8 @@ def test_a_run_automation_launched_tries_a_held_file_again_after_a_back_off_and_
     assert result.success
     assert loaded.query("select first_name from main.raw_customers where id = 101") == [("Grace",)]
     assert loaded.query("select count(*) from main.customers") == [(101,)]
+    assert "101 customers" in (loaded.chart_dir / CHART_FILE_NAME).read_text()
+    assert_catalog_matches_warehouse(loaded, instance)
     warnings = [
         event.message
         for event in instance.all_logs(result.run_id)
