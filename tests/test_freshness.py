@@ -22,7 +22,7 @@ from dagster_project.settings import REPO_ROOT
 from tests.helpers import FILE_ASSETS, PROJECT_ASSETS, VENV_BIN
 
 USER_FACING = ("customers", "orders", "order_count_chart")
-# The daily schedule's period, and its run an hour late plus a minute: past the fail window.
+# The daily automation's period, and its run an hour late plus a minute: past the fail window.
 A_DAY = timedelta(days=1)
 AN_HOUR_LATE = A_DAY + timedelta(hours=1, minutes=1)
 

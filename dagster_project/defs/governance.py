@@ -40,16 +40,16 @@ USER_FACING = {AssetKey("customers"), AssetKey("orders"), AssetKey("order_count_
 DOMAIN = "sales"
 TIER_BY_GROUP = {"ingest": "bronze", "transform": "silver", "report": "gold"}
 
-# The daily schedule (daily_jaffle_shop_schedule, 06:00 UTC) publishes everything once a day, so
-# a healthy mart or chart is at most a day old plus the run's length: about 10 minutes at
-# 100 million customers, under a minute at the sample's scale (docs/benchmarks.md).
-SCHEDULE_PERIOD = timedelta(days=1)
+# Automation's daily condition (on_cron at 06:00 UTC, defs/automation.py) publishes everything
+# once a day, so a healthy mart or chart is at most a day old plus the run's length: about
+# 10 minutes at 100 million customers, under a minute at the sample's scale (docs/benchmarks.md).
+DAILY_PERIOD = timedelta(days=1)
 # Warn when today's run is half an hour late (three times the slowest run measured: it is stuck,
 # queued or retrying); fail at an hour late: it failed or never started, and users read
 # yesterday's data.
 FRESHNESS_POLICY = FreshnessPolicy.time_window(
-    warn_window=SCHEDULE_PERIOD + timedelta(minutes=30),
-    fail_window=SCHEDULE_PERIOD + timedelta(hours=1),
+    warn_window=DAILY_PERIOD + timedelta(minutes=30),
+    fail_window=DAILY_PERIOD + timedelta(hours=1),
 )
 
 
@@ -80,7 +80,7 @@ def freshness_checks() -> tuple[list[AssetChecksDefinition], SensorDefinition]:
     it. A failed check can: it is blocking and of severity ERROR, so the check's run fails and a
     run failure sensor (Slack, email) hears of it. The sensor launches a check only when it
     could have turned overdue since it last passed, and never again after it failed: the next
-    run that materializes the asset runs its check too. It starts stopped, like the schedule.
+    run that materializes the asset runs its check too. It starts stopped, like the automation sensors.
 
     Dagster marks these two functions superseded by freshness policies, which cannot alert
     without Dagster+, and warns on every call: silenced here alone, as `make run` and the

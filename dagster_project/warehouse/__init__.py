@@ -234,7 +234,7 @@ class Warehouse(ConfigurableResource):
         default=3600.0,
         ge=0,
         description="Seconds a run waits for another run to finish with the warehouse before "
-        "failing, wherever it was launched from (the UI, the sensor, the schedule or the command line).",
+        "failing, wherever it was launched from (the UI, automation or the command line).",
     )
 
     _lease: RunLease = PrivateAttr(default_factory=lambda: RunLease())
