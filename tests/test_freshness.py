@@ -166,6 +166,11 @@ def test_dg_list_defs_shows_owners_tags_automation_the_freshness_checks_and_the_
         check["asset_key"] for check in listed["asset_checks"] if check["name"] == "freshness_check"
     )
     assert freshness == sorted(USER_FACING)
+    # The policy, in words at the end of the description of each asset that has one.
+    policy = "Freshness policy: warns 24 h 30 min and fails 25 h after its last materialization."
+    described = sorted(asset for asset in PROJECT_ASSETS if assets[asset]["description"].endswith(policy))
+    assert described == sorted(USER_FACING)
+    assert assets["order_count_chart"]["description"].startswith("Bar chart of customers by number of orders")
     conditions = {asset: assets[asset]["automation_condition"]["label"] for asset in PROJECT_ASSETS}
     assert conditions["raw_orders"] == "on a new file, and daily at 06:00 UTC"
     assert conditions["order_count_chart"] == "with what it reads, or eager"

@@ -53,6 +53,21 @@ FRESHNESS_POLICY = FreshnessPolicy.time_window(
 )
 
 
+def duration(delta: timedelta) -> str:
+    """``delta`` as people write it: "24 h 30 min", "25 h"."""
+    hours, seconds = divmod(int(delta.total_seconds()), 3600)
+    minutes = seconds // 60
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+# The policy in words, at the end of the asset's description: `dg list defs` (1.13) lists no
+# freshness policy of its own, and shows the description.
+FRESHNESS_NOTE = (
+    f"Freshness policy: warns {duration(FRESHNESS_POLICY.warn_window.to_timedelta())} and fails "
+    f"{duration(FRESHNESS_POLICY.fail_window.to_timedelta())} after its last materialization."
+)
+
+
 def tier(spec: AssetSpec) -> str:
     return "gold" if spec.key in USER_FACING else TIER_BY_GROUP[spec.group_name or ""]
 
@@ -64,7 +79,10 @@ def describe(spec: AssetSpec) -> AssetSpec:
         tags={"domain": DOMAIN, "tier": tier(spec)},
     )
     if spec.key in USER_FACING:
-        return described.replace_attributes(freshness_policy=FRESHNESS_POLICY)
+        description = (
+            f"{spec.description.rstrip()}\n\n{FRESHNESS_NOTE}" if spec.description else FRESHNESS_NOTE
+        )
+        return described.replace_attributes(freshness_policy=FRESHNESS_POLICY, description=description)
     return described
 
 
