@@ -201,3 +201,18 @@ def test_an_edit_that_keeps_the_file_size_is_reported(project_env, instance):
 
     assert sensor.tick() == {}
     assert sensor.tick() == {"raw_orders.csv": hashlib.sha256(edited).hexdigest()}
+
+
+def test_a_file_saved_again_with_the_same_bytes_is_read_but_not_reported(project_env, instance, monkeypatch):
+    sensor = Sensor(instance, LocalDataSource(directory=str(project_env.data_dir)))
+    sensor.tick(), sensor.tick()
+    reads = FileReads(project_env.data_dir, monkeypatch)
+    orders = project_env.data_dir / "raw_orders.csv"
+    # Exported again, unchanged: a new modification time, the same bytes.
+    later = orders.stat().st_mtime_ns + 10**9
+    os.utime(orders, ns=(later, later))
+
+    assert sensor.tick() == {}
+    assert sensor.tick() == {}
+    assert reads.take() == ["raw_orders.csv"]
+    assert sensor.skip_message == "No raw file changed."
