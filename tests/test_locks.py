@@ -8,16 +8,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
-from dagster import DagsterEventType
+from dagster import DagsterEventType, RetryRequested
 
 from dagster_project.defs.automation import RUN_TAGS
 from dagster_project.defs.report import CHART_FILE_NAME
-from dagster_project.warehouse import LEASE_TAKEN, RunLeaseTimeoutError, publish
+from dagster_project.warehouse import LEASE_TAKEN, RunLeaseTimeoutError, WarehouseLockedError, publish
 from dagster_project.warehouse import duckdb as warehouse
 from dagster_project.warehouse.duckdb import DuckDBLockedError, DuckDBWarehouse
 from tests.helpers import assert_catalog_matches_warehouse, load_sample_tables, materialize_raw, replace_file
@@ -107,6 +109,62 @@ def test_an_automated_run_tries_a_held_file_again_after_2_4_8_16_and_32_minutes(
         publish.retry_delay(attempt) / timedelta(minutes=1) for attempt in range(1, publish.LOCK_RETRIES + 1)
     ]
     assert minutes == [2, 4, 8, 16, 32]
+
+
+class HeldWarehouse:
+    """A warehouse another program holds: the run lease is taken, the file cannot be opened."""
+
+    def __init__(self):
+        self.holders: list[str] = []
+
+    def hold_for_run(self, run_id: str, log) -> None:
+        self.holders.append(run_id)
+
+    def session(self):
+        raise WarehouseLockedError("jaffle.duckdb is locked by duckdb (PID 42). Close that program.")
+
+
+@dataclass
+class HeldStart:
+    """What ``publish.begin`` did on a held file: what it raised, whose lease, what it warned."""
+
+    raised: Exception
+    lease_holders: list[str]
+    warnings: list[str]
+
+
+def begin_on_a_held_file(tags: dict[str, str], retry_number: int) -> HeldStart:
+    """``publish.begin`` in run ``run-1`` on a held file, in a step tried ``retry_number`` times before."""
+    warnings: list[str] = []
+    context = SimpleNamespace(
+        op_execution_context=SimpleNamespace(run_id="run-1"),
+        run=SimpleNamespace(tags=tags),
+        retry_number=retry_number,
+        log=SimpleNamespace(info=lambda message: None, warning=warnings.append),
+    )
+    warehouse = HeldWarehouse()
+    # Either way begin stops the step: with Dagster's request to retry, or with the lock's error.
+    with pytest.raises((RetryRequested, WarehouseLockedError)) as raised:
+        publish.begin(context, warehouse)
+    return HeldStart(raised.value, warehouse.holders, warnings)
+
+
+def test_an_automated_step_on_a_held_file_asks_dagster_to_run_it_again_after_the_next_delay():
+    started = begin_on_a_held_file(RUN_TAGS, retry_number=2)
+    assert isinstance(started.raised, RetryRequested)
+    assert started.raised.max_retries == 5
+    assert started.raised.seconds_to_wait == 8 * 60
+    assert started.lease_holders == ["run-1"]
+    assert started.warnings == [
+        "jaffle.duckdb is locked by duckdb (PID 42). Close that program. Trying again in 8 minutes."
+    ]
+
+
+def test_a_step_launched_by_hand_on_a_held_file_fails_at_once_naming_the_holder():
+    started = begin_on_a_held_file({"dagster/from_ui": "true"}, retry_number=0)
+    assert isinstance(started.raised, WarehouseLockedError)
+    assert "locked by duckdb (PID 42)" in str(started.raised)
+    assert started.warnings == []
 
 
 def steps_up_for_retry(env) -> list[str]:
