@@ -21,7 +21,8 @@ from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_ret
 from dagster_project.data_source import LocalDataSource
 from dagster_project.defs.automation import RUN_TAGS, jaffle_automation, jaffle_shop_job
 from dagster_project.defs.raw_files import raw_files_sensor
-from tests.helpers import PROJECT_ASSETS, replace_file
+from dagster_project.raw_load import RAW_TABLES
+from tests.helpers import FILE_ASSETS, PROJECT_ASSETS, replace_file
 
 ORDERS_AND_WHAT_READS_THEM = {"raw_orders", "stg_orders", "orders", "customers", "order_count_chart"}
 EVERY_ASSET = set(PROJECT_ASSETS)
@@ -200,3 +201,18 @@ def test_both_sensors_start_stopped_so_dagster_dev_launches_nothing_unasked():
 def test_the_job_builds_every_asset_of_the_project(project_env):
     job = project_env.defs().resolve_job_def("jaffle_shop_job")
     assert job.asset_layer.executable_asset_keys == {AssetKey(name) for name in PROJECT_ASSETS}
+
+
+def test_each_asset_carries_the_condition_for_what_it_is(project_env):
+    graph = project_env.defs().resolve_asset_graph()
+    raw = {table.name for table in RAW_TABLES}
+    labels = {
+        key.to_user_string(): getattr(graph.get(key).automation_condition, "label", None)
+        for key in graph.get_all_asset_keys()
+    }
+    assert labels == {
+        **{name: "on a new file, and daily at 06:00 UTC" for name in raw},
+        **{name: "with what it reads, or eager" for name in set(PROJECT_ASSETS) - raw},
+        # A file is reported by raw_files_sensor; nothing can materialize it.
+        **{name: None for name in FILE_ASSETS},
+    }
