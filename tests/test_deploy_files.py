@@ -2,10 +2,13 @@
 
 Nothing here builds an image or starts a container (no registry is reachable to pull a base
 image): the Compose file goes through docker-compose's own `config` check, the build context
-through docker-py's own .dockerignore rules, and the Helm values are checked for what the chart
-needs of them (docs/deploying.md says what was and was not validated).
+through docker-py's own .dockerignore rules, and the Helm values through the chart's own
+values.schema.json, merged over the chart's defaults as `helm install -f` merges them, and are
+checked for what the chart needs of them (docs/deploying.md says what was and was not validated).
 """
 
+import copy
+import json
 import os
 import shutil
 import subprocess
@@ -15,10 +18,17 @@ import pytest
 import yaml
 from dagster._core.launcher import RunLauncher
 from dagster._serdes.config_class import class_from_code_pointer
+from jsonschema.exceptions import best_match
+from jsonschema.validators import validator_for
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 
 from dagster_project.settings import PRODUCTION_DIR, REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
+# Dagster's Helm chart's values.schema.json and its default values.yaml, from one commit of
+# dagster-io/dagster: tests/fixtures/helm/README.md says which, and why it is not the 1.13.27 one.
+HELM_CHART = Path(__file__).parent / "fixtures" / "helm"
 DAGSTER_SERVICES = ("code-server", "daemon", "webserver")
 # Debian's docker-compose (1.29) brings docker-py, whose .dockerignore rules it builds with.
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -65,6 +75,74 @@ def compose() -> dict:
 @pytest.fixture(scope="module")
 def helm_values() -> dict:
     return yaml.load((DEPLOY / "helm" / "values.yaml").read_text(), UniqueKeyLoader)
+
+
+@pytest.fixture(scope="module")
+def chart_schema() -> dict:
+    return json.loads((HELM_CHART / "values.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def chart_defaults() -> dict:
+    return yaml.safe_load((HELM_CHART / "chart-values.yaml").read_text())
+
+
+def helm_merge(values: dict, defaults: dict) -> dict:
+    """The chart's defaults with `values` over them, as Helm merges them before it validates: maps
+    key by key, a null removes the default, anything else (a list too) replaces it whole."""
+    merged = dict(defaults)
+    for key, value in values.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            merged[key] = helm_merge(value, defaults[key])
+        else:
+            merged[key] = value
+    return merged
+
+
+def kubernetes_stand_ins(schema: dict) -> Registry:
+    """The schema's references to Kubernetes' own definitions (env entries, volumes, probes...), a
+    URL that Helm downloads: here each resolves to an empty schema, which accepts anything, so the
+    validation never reaches the network and leaves those objects' shape unchecked."""
+    documents: dict[str, dict] = {}
+
+    def visit(node) -> None:
+        if isinstance(node, list):
+            for child in node:
+                visit(child)
+        elif isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and not ref.startswith("#"):
+                url, _, pointer = ref.partition("#")
+                target = documents.setdefault(url, {})
+                for token in pointer.strip("/").split("/"):
+                    target = target.setdefault(token.replace("~1", "/").replace("~0", "~"), {})
+            for child in node.values():
+                visit(child)
+
+    visit(schema)
+    return Registry().with_resources(
+        (url, DRAFT202012.create_resource(document)) for url, document in documents.items()
+    )
+
+
+def key_path(error) -> str:
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+    return path.lstrip(".") or "(the values)"
+
+
+def chart_schema_errors(schema: dict, values: dict) -> list[str]:
+    """What the chart's schema refuses in `values`, one line per error: where, and why."""
+    # The schema names no $schema, so validator_for takes the latest draft, 2020-12: the one whose
+    # $defs the chart's generator (pydantic) writes.
+    validator = validator_for(schema)(schema, registry=kubernetes_stand_ins(schema))
+    lines = []
+    for error in validator.iter_errors(values):
+        # An anyOf (a value or null, a string or an integer) says only that no branch fits.
+        why = f" ({best_match(error.context).message})" if error.context else ""
+        lines.append(f"{key_path(error)}: {error.message}{why}")
+    return sorted(lines)
 
 
 def test_compose_builds_every_dagster_service_from_the_project_and_waits_for_a_healthy_postgresql(compose):
@@ -152,3 +230,71 @@ def test_helm_values_name_the_postgresql_driver_and_the_launcher_of_the_producti
 def test_a_key_written_twice_in_helm_values_is_refused():
     with pytest.raises(yaml.constructor.ConstructorError, match=r"\['telemetry'\] written twice"):
         yaml.load("telemetry: {enabled: false}\ntelemetry: {enabled: true}\n", UniqueKeyLoader)
+
+
+def test_helm_values_merged_over_the_charts_defaults_pass_the_charts_values_schema(
+    helm_values, chart_schema, chart_defaults
+):
+    validator_for(chart_schema).check_schema(chart_schema)
+    # The chart's own defaults pass: the schema and the defaults are the pair of one commit.
+    assert chart_schema_errors(chart_schema, chart_defaults) == []
+
+    assert chart_schema_errors(chart_schema, helm_merge(helm_values, chart_defaults)) == []
+
+
+def unquoted_image_tag(values: dict) -> None:
+    # YAML reads an unquoted `tag: 1.10` as the number 1.1.
+    values["dagsterWebserver"]["image"] = {
+        **values["dagsterWebserver"]["image"],
+        "tag": yaml.safe_load("1.10"),
+    }
+
+
+def misspelled_daemon_key(values: dict) -> None:
+    values["dagsterDaemon"]["runMonitorng"] = values["dagsterDaemon"].pop("runMonitoring")
+
+
+def quoted_code_server_port(values: dict) -> None:
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    deployment["port"] = "4000"
+
+
+@pytest.mark.parametrize(
+    ("mistake", "error"),
+    [
+        (
+            unquoted_image_tag,
+            "dagsterWebserver.image.tag: 1.1 is not valid under any of the given schemas "
+            "(1.1 is not of type 'string')",
+        ),
+        (
+            misspelled_daemon_key,
+            "dagsterDaemon: Additional properties are not allowed ('runMonitorng' was unexpected)",
+        ),
+        (
+            quoted_code_server_port,
+            "dagster-user-deployments.deployments[0].port: '4000' is not of type 'integer'",
+        ),
+    ],
+    ids=["unquoted image tag", "misspelled daemon key", "quoted code server port"],
+)
+def test_a_mistake_in_helm_values_is_refused_by_the_charts_schema_naming_its_key_path(
+    helm_values, chart_schema, chart_defaults, mistake, error
+):
+    values = copy.deepcopy(helm_values)
+    mistake(values)
+
+    assert chart_schema_errors(chart_schema, helm_merge(values, chart_defaults)) == [error]
+
+
+def test_a_misspelled_postgresql_scheme_passes_the_charts_schema_and_the_chart_default_is_used(
+    helm_values, chart_schema, chart_defaults
+):
+    # The chart's schema takes any key under `postgresql`: the test of the driver above, which
+    # reads `postgresqlScheme` by name, is what refuses this.
+    values = copy.deepcopy(helm_values)
+    values["postgresql"]["postgresqlSchema"] = values["postgresql"].pop("postgresqlScheme")
+    merged = helm_merge(values, chart_defaults)
+
+    assert chart_schema_errors(chart_schema, merged) == []
+    assert merged["postgresql"]["postgresqlScheme"] == ""
