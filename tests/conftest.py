@@ -78,7 +78,12 @@ def spark_connect(spark_server: SparkConnectServer) -> str:
 
 # The modules that take longest after the Spark ones (which run together, ``ModuleScheduling``),
 # started first so that no worker is left with one of them at the end while the other idles.
-LONGEST_MODULES = ("tests.test_serve", "tests.test_bad_data")
+LONGEST_MODULES = (
+    "tests.test_serve",
+    "tests.test_bad_data",
+    "tests.test_concurrency",
+    "tests.test_concurrency_postgres",
+)
 
 
 def _is_spark_module(module_path: str) -> bool:

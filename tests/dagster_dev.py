@@ -7,6 +7,7 @@ import re
 
 import psutil
 
+from dagster_project.warehouse import LEASE_TAKEN
 from tests.browser import DagsterDev
 from tests.helpers import UIGraphQL
 from tests.processes import run_workers_under
@@ -20,6 +21,13 @@ mutation ($params: ExecutionParams!) {
   }
 }
 """
+EVENTS_QUERY = """
+query ($runId: ID!) {
+  runOrError(runId: $runId) { ... on Run { eventConnection { events {
+    __typename ... on MessageEvent { message timestamp } } } } }
+}
+"""
+STEP_ENDS = ("ExecutionStepSuccessEvent", "ExecutionStepFailureEvent")
 RUN_QUERY = """
 query ($runId: ID!) {
   runOrError(runId: $runId) {
@@ -83,6 +91,25 @@ def run_status(server: DagsterDev, run_id: str) -> str:
 def run_messages(server: DagsterDev, run_id: str) -> list[str]:
     events = server.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]["eventConnection"]["events"]
     return [event["message"] for event in events if event.get("message")]
+
+
+def run_events(server: DagsterDev, run_id: str) -> list[tuple[float, str, str]]:
+    """The run's event log, as the run's page lists it: (timestamp, event type, message)."""
+    data = server.graphql(EVENTS_QUERY, {"runId": run_id})
+    events = data["runOrError"]["eventConnection"]["events"]
+    return [(float(event["timestamp"]) / 1000, event["__typename"], event["message"]) for event in events]
+
+
+def warehouse_span(server: DagsterDev, run_id: str) -> tuple[float, float]:
+    """When the run took the warehouse, and when its last step ended.
+
+    Runs launched together may all start their first step at once; the later ones then wait
+    inside it until the run before them ends, so a span starts when the run says it holds the
+    warehouse.
+    """
+    log = run_events(server, run_id)
+    (taken,) = [at for at, _, message in log if message.startswith(LEASE_TAKEN)]
+    return taken, max(at for at, kind, _ in log if kind in STEP_ENDS)
 
 
 def run_workers(server: DagsterDev) -> list[psutil.Process]:

@@ -204,9 +204,8 @@ def materialize_raw(
 
 # Instance settings a user might write to protect DuckDB with Dagster's pools. The project's ops
 # declare no pool, so none of them can hold a step or a queued run back while another run holds
-# the run lease (the deadlock that pools and a lease made together). Each is run by some test:
-# op granularity by test_concurrency.py (headless runs) and test_serve.py (queued runs, PostgreSQL
-# storage), run granularity by test_dead_runs.py (a headless run, then a queued one).
+# the run lease (the deadlock that pools and a lease made together). test_concurrency.py (SQLite
+# storage) and test_concurrency_postgres.py (PostgreSQL storage) run each of them.
 INSTANCE_POOLS = {
     "no pools": "",
     "op granularity, limit 1": "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n",

@@ -21,7 +21,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
@@ -34,7 +33,6 @@ import psutil
 import pytest
 
 from dagster_project.serve.__main__ import supervise
-from dagster_project.serve.local_postgres import LocalPostgresError, server_binaries
 from dagster_project.serve.services import (
     MAX_RESTARTS,
     SERVICES,
@@ -48,9 +46,10 @@ from dagster_project.serve.services import (
 from dagster_project.settings import REPO_ROOT, PostgresServer, SettingsError, load_serve_settings
 from dagster_project.warehouse import LEASE_TAKEN
 from tests.browser import TERMINAL_RUN_STATUSES, DagsterDev, run_statuses, wait_for, wait_for_run_to_end
-from tests.dagster_dev import LAUNCH_RUN, run_messages, run_status
+from tests.dagster_dev import LAUNCH_RUN, run_events, run_messages, run_status, warehouse_span
 from tests.helpers import INSTANCE_POOLS, ProjectEnv, UIGraphQL, add_instance_settings, make_project_env
 from tests.processes import run_workers_under
+from tests.serving import serve_dir, serving
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "serve"
 # Bounds on a busy machine, not expectations: a run starts in 5 to 10 s and takes 15 to 30 s here.
@@ -65,17 +64,10 @@ ASSETS_QUERY = """
 { assetNodes { assetKey { path } isExecutable
     assetChecksOrError { ... on AssetChecks { checks { name assetKey { path } } } } } }
 """
-EVENTS_QUERY = """
-query ($runId: ID!) {
-  runOrError(runId: $runId) { ... on Run { eventConnection { events {
-    __typename ... on MessageEvent { message timestamp } } } } }
-}
-"""
 SERVER_ID_QUERY = """
 { workspaceOrError { ... on Workspace { locationEntries {
     locationOrLoadError { ... on RepositoryLocation { serverId } } } } } }
 """
-STEP_ENDS = ("ExecutionStepSuccessEvent", "ExecutionStepFailureEvent")
 # A container's view: PIDs numbered anew, the other services' processes out of sight. Root may
 # make the namespace; anyone else makes a user namespace to do so. --kill-child: the namespace
 # ends with its leader, as a container does.
@@ -103,46 +95,15 @@ class ContainedDeployment(Deployment):
         return [*OWN_PID_NAMESPACE, *command] if name in CONTAINED else command
 
 
-def ensure_postgresql_installed() -> None:
-    """Debian's PostgreSQL, installed when we are root; otherwise fail naming the package."""
-    try:
-        server_binaries()
-    except LocalPostgresError as missing:
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.fail(str(missing), pytrace=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], check=True)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> ProjectEnv:
     return make_project_env(tmp_path_factory.mktemp("serve"))
 
 
-def serve_dir() -> Path:
-    # pytest's temporary folders are closed to other users, and as root PostgreSQL runs as the
-    # `postgres` user, who must reach its cluster: this folder is open to pass through (0711).
-    state = Path(tempfile.mkdtemp(prefix="jaffle-serve-"))
-    state.chmod(0o711)
-    return state
-
-
 @pytest.fixture(scope="module")
 def served(project: ProjectEnv) -> Iterator[Deployment]:
-    state = serve_dir()
-    given = {name: value for name, value in os.environ.items() if name.startswith("DAGSTER_PG_")}
-    settings = load_serve_settings(
-        {**given, "JAFFLE_SERVE_DIR": str(state), "DAGSTER_WEBSERVER_PORT": str(free_port())}
-    )
-    if settings.postgres is None:
-        ensure_postgresql_installed()
-    deployment = ContainedDeployment(settings, base_env={**os.environ, **project.variables})
-    try:
-        deployment.start_all()
+    with serving(project, ARTIFACTS, ContainedDeployment) as deployment:
         yield deployment
-    finally:
-        deployment.stop_all()
-        shutil.copytree(deployment.logs, ARTIFACTS, dirs_exist_ok=True)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture
@@ -206,22 +167,8 @@ def answer(server: DagsterDev, query: str) -> dict | None:
         return None
 
 
-def messages(deployment: Deployment, run_id: str) -> list[tuple[float, str, str]]:
-    """The run's event log, as the run's page lists it: (timestamp, event type, message)."""
-    data = ui(deployment).graphql(EVENTS_QUERY, {"runId": run_id})
-    events = data["runOrError"]["eventConnection"]["events"]
-    return [(float(event["timestamp"]) / 1000, event["__typename"], event["message"]) for event in events]
-
-
-def warehouse_span(deployment: Deployment, run_id: str) -> tuple[float, float]:
-    """When the run took the warehouse, and when its last step ended (tests/test_concurrency.py)."""
-    log = messages(deployment, run_id)
-    (taken,) = [at for at, _, message in log if message.startswith(LEASE_TAKEN)]
-    return taken, max(at for at, kind, _ in log if kind in STEP_ENDS)
-
-
 def holds_warehouse(deployment: Deployment, run_id: str) -> bool:
-    return any(message.startswith(LEASE_TAKEN) for _, _, message in messages(deployment, run_id))
+    return any(message.startswith(LEASE_TAKEN) for _, _, message in run_events(ui(deployment), run_id))
 
 
 def wait_until_started(deployment: Deployment, run_id: str) -> None:
@@ -341,11 +288,11 @@ def test_two_materialize_all_runs_from_the_ui_both_succeed_and_never_use_duckdb_
     doubts = [
         (run, kind, message)
         for run in runs
-        for _, kind, message in messages(served, run)
+        for _, kind, message in run_events(ui(served), run)
         if kind == RUN_FAILED or WORKER_DOUBTED in message
     ]
     assert doubts == []
-    first, second = sorted(warehouse_span(served, run) for run in runs)
+    first, second = sorted(warehouse_span(ui(served), run) for run in runs)
     assert first[1] <= second[0], f"the runs used DuckDB at the same time: {first} and {second}"
     assert set(runs) <= recorded_runs(served)
     assert project.query("select count(*), sum(number_of_orders) from customers") == [(100, 99)]
