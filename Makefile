@@ -111,15 +111,20 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
 # pip installs uv into the venv, so python3 and make are all a fresh machine needs.
+# --compile-bytecode: uv installs sources only, and where PYTHONDONTWRITEBYTECODE is set (as on
+# this project's machines and in many images) Python never caches what it compiles, so every
+# process compiled Dagster, dbt and SQLAlchemy again: 1.5 to 2 s of each start of the code server,
+# each run, each dbt call and each test's subprocess (docs/benchmarks.md, "Bytecode"). It costs
+# about 10 s once, here.
 $(VENV)/.synced: pyproject.toml uv.lock | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv sync --quiet --frozen --inexact --python $(BIN)/python
+	$(BIN)/uv sync --quiet --frozen --inexact --compile-bytecode --python $(BIN)/python
 	touch $@
 
 # The `spark` extra (pyspark with its Connect client, dbt-spark) is about 1 GB, so only Spark's
 # commands install it. --inexact, as above, so neither sync removes what the other installed.
 $(VENV)/.spark-synced: $(VENV)/.synced
-	$(BIN)/uv sync --quiet --frozen --inexact --extra spark --python $(BIN)/python
+	$(BIN)/uv sync --quiet --frozen --inexact --compile-bytecode --extra spark --python $(BIN)/python
 	touch $@
 
 # Built once here, so that importing the code never runs `dbt parse`.

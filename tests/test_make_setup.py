@@ -1,12 +1,17 @@
-"""`make run` and `make test` write instance settings only into the project's own DAGSTER_HOME.
+"""`make setup`: a venv compiled to bytecode, and instance settings written only into the
+project's own DAGSTER_HOME (`make run` and `make test` depend on it).
 
-Each test runs the Makefile's `setup` (which both depend on) with the venv and the dbt manifest
+The instance tests run the Makefile's `setup` (which both depend on) with the venv and the dbt manifest
 taken as up to date (`-o`), so only the instance settings are at stake.
 """
 
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
+
+import dagster
+import sqlalchemy
 
 from dagster_project.settings import INSTANCE_TEMPLATE, REPO_ROOT
 
@@ -61,3 +66,13 @@ def test_a_dagster_home_you_set_is_not_written_even_when_the_template_changes(tm
     commands = make_setup(tmp_path, "-n", "-W", "deploy/dagster.yaml").stdout
 
     assert "cp deploy/dagster.yaml" not in commands
+
+
+def test_the_venv_is_installed_compiled_so_no_python_start_compiles_a_library():
+    # uv installs sources only, and where PYTHONDONTWRITEBYTECODE is set Python never caches what
+    # it compiles: every start compiled Dagster again (Makefile). SQLAlchemy's Oracle dialect is
+    # a module nothing here imports, so only the install can have compiled it.
+    oracle = Path(sqlalchemy.__file__).parent / "dialects" / "oracle" / "base.py"
+    for source in (Path(dagster.__file__), oracle):
+        compiled = Path(importlib.util.cache_from_source(str(source)))
+        assert compiled.is_file(), f"{source} has no bytecode ({compiled}): make setup must compile the venv"
