@@ -15,7 +15,7 @@ import pytest
 from dagster_project.serve.local_postgres import LocalPostgresError, server_binaries
 from dagster_project.serve.services import Deployment, free_port
 from dagster_project.settings import load_serve_settings
-from tests.helpers import ProjectEnv
+from tests.helpers import ProjectEnv, add_instance_settings
 
 
 def ensure_postgresql_installed() -> None:
@@ -58,8 +58,7 @@ def serving(
     deployment = deployment_class(settings, base_env={**os.environ, **project.variables})
     try:
         deployment.prepare()
-        with (deployment.dagster_home / "dagster.yaml").open("a", encoding="utf-8") as config:
-            config.write(instance_settings)
+        add_instance_settings(deployment.dagster_home, instance_settings)
         for name in deployment.services:
             deployment.start(name)
         yield deployment

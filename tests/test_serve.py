@@ -47,7 +47,7 @@ from dagster_project.settings import REPO_ROOT, PostgresServer, SettingsError, l
 from dagster_project.warehouse import LEASE_TAKEN
 from tests.browser import TERMINAL_RUN_STATUSES, DagsterDev, run_statuses, wait_for, wait_for_run_to_end
 from tests.dagster_dev import LAUNCH_RUN, run_events, run_messages, run_status, warehouse_span
-from tests.helpers import INSTANCE_POOLS, ProjectEnv, UIGraphQL, add_instance_settings, make_project_env
+from tests.helpers import INSTANCE_POOLS, ProjectEnv, UIGraphQL, make_project_env
 from tests.processes import run_workers_under
 from tests.serving import serve_dir, serving
 
@@ -84,11 +84,7 @@ WORKER_DOUBTED = "Detected run worker status"
 
 class ContainedDeployment(Deployment):
     """`make serve`'s services, with the daemon and the code server each in a PID namespace of
-    its own, on an instance where a user has limited Dagster's pools at op granularity."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        add_instance_settings(self.dagster_home, INSTANCE_POOLS["op granularity, limit 1"])
+    its own."""
 
     def command(self, name: str) -> list[str]:
         command = super().command(name)
@@ -102,7 +98,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> ProjectEnv:
 
 @pytest.fixture(scope="module")
 def served(project: ProjectEnv) -> Iterator[Deployment]:
-    with serving(project, ARTIFACTS, ContainedDeployment) as deployment:
+    # On an instance where a user has limited Dagster's pools at op granularity.
+    pools = INSTANCE_POOLS["op granularity, limit 1"]
+    with serving(project, ARTIFACTS, ContainedDeployment, instance_settings=pools) as deployment:
         yield deployment
 
 
