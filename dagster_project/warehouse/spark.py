@@ -254,16 +254,26 @@ class SparkWarehouseSession(Session):
         if not names:
             return
         objects = self.build_objects()
-        for name in sorted(names, key=lambda name: objects.get(name) != "view"):
-            if name in objects:
-                self.sql(f"drop {objects[name]} if exists {self.build(name)}")
+        # The views first, then the tables they may read; each kind side by side.
+        for kind in ("view", "table"):
+            self.run_all(
+                [
+                    partial(self.sql, f"drop {kind} if exists {self.build(name)}")
+                    for name in sorted(names)
+                    if objects.get(name) == kind
+                ]
+            )
 
     def point(self, pointers: dict[str, str]) -> None:
         objects = self.build_objects()
-        for name, version in sorted(pointers.items()):
+
+        def point_one(name: str, version: str) -> None:
             if objects.get(name) == "table":
                 self.sql(f"drop table {self.build(name)}")
             self.sql(f"create or replace view {self.build(name)} as select * from {self.build(version)}")
+
+        # Each name is its own metastore update, a round trip of 0.2 to 0.4 s: side by side.
+        self.run_all([partial(point_one, name, version) for name, version in sorted(pointers.items())])
 
     def freeze(self, name: str, version: str, view_sql: str | None, pointers: dict[str, str]) -> None:
         if view_sql is None:
@@ -291,11 +301,17 @@ class SparkWarehouseSession(Session):
     def commit_publish(self, run_id: str, entries: dict[str, Entry]) -> None:
         # Spark has no transaction across tables: each view moves to its version in one
         # metastore update, so each name is atomic and the set is not (docs/reliability.md).
-        for name, entry in sorted(entries.items()):
-            self.sql(
-                f"create or replace view {self.table(PUBLISHED_SCHEMA, name)} as "
-                f"select * from {self.build(entry.version)}"
-            )
+        # Sent side by side, the names move within one round trip of each other.
+        self.run_all(
+            [
+                partial(
+                    self.sql,
+                    f"create or replace view {self.table(PUBLISHED_SCHEMA, name)} as "
+                    f"select * from {self.build(entry.version)}",
+                )
+                for name, entry in sorted(entries.items())
+            ]
+        )
         self._set({f"published.{name}": entry.to_json() for name, entry in entries.items()})
         self.forget_pending([run_id])
 
