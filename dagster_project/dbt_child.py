@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 
+from dagster_project.quick_exit import skip_collection_at_exit
+
 # <linux/prctl.h>
 _PR_SET_PDEATHSIG = 1
 # The PID of the process that starts dbt, set by it (``DbtCli.cli``): a parent that died before
@@ -34,6 +36,8 @@ def die_with_parent() -> None:
 
 def main() -> None:
     die_with_parent()
+    # The run waits for dbt's exit, which would otherwise spend about 0.7 s collecting its heap.
+    skip_collection_at_exit()
     from dbt.cli.main import cli
 
     sys.exit(cli())
