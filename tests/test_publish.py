@@ -303,14 +303,17 @@ def dead_job() -> None:
 def test_a_step_drops_what_an_ended_run_left_pending_says_so_and_restores_the_catalog(project_env, instance):
     materialize_raw(project_env, ["raw_customers", "raw_orders", "raw_payments"], instance=instance)
     (published,) = instance.fetch_materializations(AssetKey("raw_customers"), limit=1).records
-    # A run that loaded raw_customers, recorded it for its dbt step, and died before publishing.
+    # A run that loaded two tables, recorded raw_customers for its dbt step, and died before publishing.
     dead = instance.create_run_for_job(job_def=dead_job)
-    version = version_name("raw_customers", dead.run_id)
+    versions = [version_name(table.name, dead.run_id) for table in RAW_TABLES[:2]]
     with project_env.warehouse().get_connection() as conn:
         session = DuckDBSession(conn)
-        path = project_env.data_dir / "raw_customers.csv"
-        session.load_csv(RAW_TABLES[0], path, allow_empty=False, into=version)
-        session.stage(dead.run_id, {"raw_customers": raw_entry("raw_customers", version, path, "sha")})
+        staged = {}
+        for table, version in zip(RAW_TABLES[:2], versions, strict=True):
+            path = project_env.data_dir / table.file_name
+            session.load_csv(table, path, allow_empty=False, into=version)
+            staged[table.name] = raw_entry(table.name, version, path, "sha")
+        session.stage(dead.run_id, staged)
     materialized = DagsterEvent(
         DagsterEventType.ASSET_MATERIALIZATION.value,
         job_name=dead.job_name,
@@ -321,14 +324,14 @@ def test_a_step_drops_what_an_ended_run_left_pending_says_so_and_restores_the_ca
     )
     instance.report_run_failed(dead, "The run's process is gone.")
 
-    result = materialize_raw(project_env, ["raw_orders"], instance=instance)
+    result = materialize_raw(project_env, ["raw_payments"], instance=instance)
 
     logged = [event.message for event in instance.all_logs(result.run_id)]
-    assert f"Dropped 1 version(s) that no published name reads: {version}." in logged
-    assert f"Run {dead.run_id[:8]} ended without publishing raw_customers." in logged
+    assert f"Dropped 2 version(s) that no published name reads: {', '.join(versions)}." in logged
+    assert f"Run {dead.run_id[:8]} ended without publishing raw_customers, raw_orders." in logged
     with project_env.warehouse().get_connection() as conn:
         session = DuckDBSession(conn)
-        assert version not in session.build_objects()
+        assert not set(versions) & set(session.build_objects())
         assert session.read_state().pending == {}
     # The catalog shows the published data again, not what the dead run recorded.
     (latest,) = instance.fetch_materializations(AssetKey("raw_customers"), limit=1).records
