@@ -10,13 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dagster_project.csv_errors import RawFileError, describe_csv_error
+from dagster_project.csv_errors import RawFileError, describe_csv_error, refuse_unreadable
 from dagster_project.data_source import DataSourceError, LocalDataSource
 from dagster_project.input_contract import EXPECTED
 from dagster_project.raw_load import RAW_TABLES
 from dagster_project.settings import SAMPLE_DATA_DIR
 from dagster_project.warehouse.duckdb import DuckDBSession
-from tests.helpers import load_sample_tables, materialize_raw
+from tests.helpers import load_sample_tables, materialize_raw, replace_file
 
 TABLES = {table.name: table for table in RAW_TABLES}
 INTEGER, DATE = EXPECTED["INTEGER"], EXPECTED["DATE"]
@@ -109,6 +109,40 @@ def test_a_missing_required_column_is_named(tmp_path, warehouse):
     assert "The header is id,first_name; raw_customers needs id,first_name,last_name." in message
 
 
+def test_header_only_files_are_published_as_empty_tables_when_the_run_config_sets_allow_empty(project_env):
+    # All three, on a new warehouse: an empty table refers to no row of another.
+    for table in RAW_TABLES:
+        replace_file(project_env.data_dir / table.file_name, ",".join(table.columns) + "\n")
+
+    materialize_raw(project_env, [table.name for table in RAW_TABLES], config={"allow_empty": True})
+
+    assert project_env.published_tables() == {
+        "raw_customers": [],
+        "raw_orders": [],
+        "raw_payments": [],
+    }
+
+
+def test_missing_required_columns_are_named_together(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", b"id\n1\n")
+    message = refused(warehouse, "raw_customers", path)
+    assert f"{path}, line 1: required column(s) first_name, last_name missing." in message
+
+
+def test_columns_that_appear_twice_are_named(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", b"id,id,first_name,last_name,last_name\n1,1,Ann,B.,B.\n")
+    message = refused(warehouse, "raw_customers", path)
+    assert message.startswith(f"{path}, line 1: column(s) id, last_name appear twice. Nothing was published")
+
+
+def test_a_header_that_is_not_utf8_is_refused_naming_the_byte(tmp_path, warehouse):
+    path = write(tmp_path, "raw_customers.csv", b"id,first_n\xe9me,last_name\n1,Ann,B.\n")
+    message = refused(warehouse, "raw_customers", path)
+    assert message.startswith(
+        f"{path}, line 1: the header is not UTF-8 (byte 11). Save the file as UTF-8. Nothing was published"
+    )
+
+
 def test_an_extra_column_loads_and_is_dropped(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"id,email,first_name,last_name\n1,a@b.c,Ann,B.\n")
     assert load_csv(warehouse, "raw_customers", path, allow_empty=False) == 1
@@ -175,7 +209,9 @@ def test_a_cut_file_is_refused_naming_its_last_line(tmp_path, warehouse, rows):
     path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER + b"1,Ann,B.\n" * rows + b"2,Bob,C")
     message = refused(warehouse, "raw_customers", path)
     assert message.startswith(
-        f"{path}, line {rows + 2}: the last line has no line ending, so the file may be cut short"
+        f"{path}, line {rows + 2}: the last line has no line ending, so the file may be cut short "
+        "(an export or a copy that stopped half-way). Export the file again; if it is complete, end "
+        "it with a line break. Nothing was published"
     )
 
 
@@ -266,6 +302,12 @@ ORDERS = b"id,user_id,order_date,status\n"
             f"line 5: column 1 (id) holds 'x', which is not {INTEGER}.",
         ),
         (
+            # A value holding Windows line breaks in a file of Unix lines: its lines are not records.
+            "raw_customers",
+            b'id,first_name,last_name\n1,"Ann ""Jo""\r\nMarie\r\nLou",B.\nx,Eve,D.\n',
+            f"line 5: column 1 (id) holds 'x', which is not {INTEGER}.",
+        ),
+        (
             "raw_orders",
             ORDERS + b"1,1,2018-01-01,placed\n,,,\n",
             "line 3: the row is empty (',,,'). Delete the empty rows (a spreadsheet often leaves "
@@ -287,6 +329,7 @@ ORDERS = b"id,user_id,order_date,status\n"
         "unpadded_month",
         "year_18",
         "after_a_quoted_newline",
+        "after_quoted_windows_line_breaks",
         "empty_row",
         "after_the_integers_ends_and_nulls",
     ],
@@ -298,11 +341,30 @@ def test_a_value_outside_the_input_contract_is_refused_with_its_line_and_column(
     assert f"{path}, {where}" in refused(warehouse, table, path)
 
 
+def test_a_file_that_mixes_line_endings_is_refused_naming_the_line_and_the_fix_on_either_engine(
+    tmp_path, warehouse
+):
+    # Rows appended by another program, with Windows line endings.
+    path = write(tmp_path, "raw_customers.csv", CUSTOMERS_HEADER + b"1,Ann,B.\n2,Bob,C.\r\n")
+    told = (
+        f"{path}, line 3: the line ends with CR LF (Windows), but the lines before it end with LF "
+        "alone (Unix): the file mixes two kinds of line ending (two programs wrote it?). Save it "
+        "with one kind throughout."
+    )
+    assert refused(warehouse, "raw_customers", path).startswith(f"{told} Nothing was published")
+    # Spark's reader would take either ending: the file is refused before Spark reads it.
+    with pytest.raises(RawFileError) as caught:
+        refuse_unreadable(path)
+    assert str(caught.value) == told
+
+
 def test_old_mac_line_endings_are_refused_naming_the_fix(tmp_path, warehouse):
     path = write(tmp_path, "raw_customers.csv", b"id,first_name,last_name\r1,Ann,B.\r")
     message = refused(warehouse, "raw_customers", path)
-    assert f"{path}, line 1: the lines end with a carriage return alone" in message
-    assert "Save the file with LF or CRLF line endings." in message
+    assert message.startswith(
+        f"{path}, line 1: the lines end with a carriage return alone (the old Mac format), which "
+        "neither reader takes. Save the file with LF or CRLF line endings. Nothing was published"
+    )
 
 
 # DuckDB's own CSV errors. The load names a refused record from its own reading of the file

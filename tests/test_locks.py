@@ -341,3 +341,51 @@ def test_a_lease_whose_holder_is_not_recorded_is_held_by_another_run(tmp_path):
         fcntl.flock(lease, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(RunLeaseTimeoutError, match=r"^another run has held the warehouse "):
             DuckDBWarehouse(database=str(database), run_wait_timeout=0).hold_for_run("run-b", print)
+
+
+def test_each_step_of_a_run_finds_the_lease_held_and_the_next_run_takes_it_over(tmp_path):
+    database = tmp_path / "jaffle.duckdb"
+    resource, elsewhere = (DuckDBWarehouse(database=str(database), run_wait_timeout=0) for _ in range(2))
+    log: list[str] = []
+
+    for run_id in ("run-a", "run-a", "run-b"):
+        resource.hold_for_run(run_id, log.append)
+
+    assert log == [f"{LEASE_TAKEN} {database} until this run ends."] * 2
+    waiting: list[str] = []
+    with pytest.raises(RunLeaseTimeoutError):
+        elsewhere.hold_for_run("run-c", waiting.append)
+    assert waiting == [f"Waiting for run run-b (PID {os.getpid()}) to finish with the warehouse {database}."]
+    resource.release_run_lease()
+
+
+def test_a_run_waiting_for_the_lease_takes_it_once_the_run_holding_it_lets_go(tmp_path):
+    database = tmp_path / "jaffle.duckdb"
+    first, second = (DuckDBWarehouse(database=str(database), run_wait_timeout=60) for _ in range(2))
+    first.hold_for_run("run-a", print)
+    log: list[str] = []
+    releaser = threading.Timer(0.3, first.release_run_lease)
+    releaser.start()
+
+    second.hold_for_run("run-b", log.append)
+
+    releaser.join()
+    assert log == [
+        f"Waiting for run run-a (PID {os.getpid()}) to finish with the warehouse {database}.",
+        f"{LEASE_TAKEN} {database} until this run ends.",
+    ]
+    second.release_run_lease()
+
+
+def test_dbts_target_folder_lies_beside_the_run_lease_and_only_the_runs_holding_it_ask_for_it(tmp_path):
+    # In folders that do not exist yet: the lease creates them.
+    database = tmp_path / "new" / "folder" / "jaffle.duckdb"
+    resource = DuckDBWarehouse(database=str(database))
+    with pytest.raises(RuntimeError) as caught:
+        resource.dbt_target_path()
+    assert str(caught.value) == "dbt_target_path() needs the run lease: call hold_for_run() first."
+
+    resource.hold_for_run("run-a", print)
+    # Kept between runs, so dbt reads its partial parse instead of parsing the project again.
+    assert resource.dbt_target_path() == database.parent / "jaffle.duckdb.dbt-target"
+    resource.release_run_lease()

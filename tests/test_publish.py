@@ -1,15 +1,33 @@
 """Write-audit-publish one level down: versions, publishing, consistency and clean-up, on a
-DuckDB file of the test's own (no Dagster run)."""
+DuckDB file of the test's own (no Dagster run); the last test runs a raw step, for what ``begin``
+cleans up after a run that ended."""
 
+import re
+import time
 import uuid
 
 import duckdb
 import pytest
-from dagster import AssetCheckResult, TableColumn, TableSchema
+from dagster import (
+    AssetCheckResult,
+    AssetKey,
+    AssetMaterialization,
+    DagsterEvent,
+    DagsterEventType,
+    EventLogEntry,
+    TableColumn,
+    TableSchema,
+    job,
+    op,
+)
+from dagster._core.events import StepMaterializationData
 
+from dagster_project.defs.ingest import raw_entry
+from dagster_project.raw_load import RAW_TABLES
 from dagster_project.warehouse import Entry, version_name
 from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse.duckdb import DuckDBSession
+from tests.helpers import materialize_raw
 
 
 @pytest.fixture
@@ -193,6 +211,34 @@ def test_ended_runs_versions_go_once_nothing_published_reads_them(session):
     assert published(session) == (700, 7, 7)
 
 
+def test_an_ended_runs_pending_record_is_forgotten_with_its_versions(session):
+    publish_all(session, 500, "a")
+    failed, this_run = new_run(), new_run()
+    session.stage(failed, load_raw(session, failed, 900, "b"))
+    session.stage(this_run, load_raw(session, this_run, 700, "c"))
+    ended = {failed.replace("-", ""), this_run.replace("-", "")}
+
+    dropped, forgotten = wap.collect_garbage(session, lambda keys: ended & set(keys), this_run)
+
+    assert (dropped, forgotten) == ([version_name("raw", failed)], {failed: ["raw"]})
+    # The run cleaning up keeps its own versions and record, whatever the instance says of it.
+    assert list(session.read_state().pending) == [this_run]
+    assert version_name("raw", this_run) in session.build_objects()
+
+
+def test_publishing_logs_what_it_published_and_how_long_the_metadata_change_took(session):
+    lines: list[str] = []
+    run_id = new_run()
+
+    session.stage(run_id, load_raw(session, run_id, 500, "a"))
+
+    wap.publish(session, run_id, build_models(session, run_id, "a"), lines.append)
+
+    # The staged raw table is published with the models; the benchmark reads the seconds.
+    (line,) = lines
+    assert re.fullmatch(r"Published mart, raw, stg in 0\.\d{3} s\.", line), line
+
+
 def test_a_version_a_published_view_reads_is_kept(session):
     first = publish_all(session, 500, "a")
     # The same file again, published alone: the published stg still reads the first raw version.
@@ -239,3 +285,57 @@ def test_the_catalog_records_the_columns_of_each_published_object_and_the_rows_o
         "stg": {"dagster/column_schema": TableSchema([TableColumn("dollars", "DOUBLE")])},
         "old": {},
     }
+
+
+# What a step does first (``begin``), in a real raw step: clean up after a run that ended.
+
+
+@op
+def died() -> None:
+    pass
+
+
+@job
+def dead_job() -> None:
+    died()
+
+
+def test_a_step_drops_what_an_ended_run_left_pending_says_so_and_restores_the_catalog(project_env, instance):
+    materialize_raw(project_env, ["raw_customers", "raw_orders", "raw_payments"], instance=instance)
+    (published,) = instance.fetch_materializations(AssetKey("raw_customers"), limit=1).records
+    # A run that loaded two tables, recorded raw_customers for its dbt step, and died before publishing.
+    dead = instance.create_run_for_job(job_def=dead_job)
+    versions = [version_name(table.name, dead.run_id) for table in RAW_TABLES[:2]]
+    with project_env.warehouse().get_connection() as conn:
+        session = DuckDBSession(conn)
+        staged = {}
+        for table, version in zip(RAW_TABLES[:2], versions, strict=True):
+            path = project_env.data_dir / table.file_name
+            session.load_csv(table, path, allow_empty=False, into=version)
+            staged[table.name] = raw_entry(table.name, version, path, "sha")
+        session.stage(dead.run_id, staged)
+    materialized = DagsterEvent(
+        DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name=dead.job_name,
+        event_specific_data=StepMaterializationData(AssetMaterialization("raw_customers")),
+    )
+    instance.handle_new_event(
+        EventLogEntry(None, "DEBUG", "", dead.run_id, time.time(), dagster_event=materialized)
+    )
+    instance.report_run_failed(dead, "The run's process is gone.")
+
+    result = materialize_raw(project_env, ["raw_payments"], instance=instance)
+
+    logged = [event.message for event in instance.all_logs(result.run_id)]
+    assert f"Dropped 2 version(s) that no published name reads: {', '.join(versions)}." in logged
+    assert f"Run {dead.run_id[:8]} ended without publishing raw_customers, raw_orders." in logged
+    with project_env.warehouse().get_connection() as conn:
+        session = DuckDBSession(conn)
+        assert not set(versions) & set(session.build_objects())
+        assert session.read_state().pending == {}
+    # The catalog shows the published data again, not what the dead run recorded.
+    (latest,) = instance.fetch_materializations(AssetKey("raw_customers"), limit=1).records
+    assert latest.asset_materialization.description == (
+        f"Unchanged: run {dead.run_id[:8]} failed before publishing, so raw_customers is still the "
+        f"data of run {published.run_id[:8]}."
+    )

@@ -4,15 +4,18 @@ The end-to-end consequences (nothing published, the run's failure message) are i
 test_bad_data.py; here each check's verdict, row count and message.
 """
 
+from types import SimpleNamespace
+
 import pytest
-from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetSelection, materialize
+from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetSelection, Failure, materialize
 
 from dagster_project.data_source import LocalDataSource
-from dagster_project.defs.ingest import raw_tables
+from dagster_project.defs.ingest import RAW_KEYS, raw_tables
 from dagster_project.raw_checks import Candidate, raw_checks
 from dagster_project.raw_load import RAW_TABLES, RawLoadConfig
+from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse.duckdb import DuckDBSession
-from tests.helpers import load_sample_tables, materialize_raw
+from tests.helpers import load_sample_tables, materialize_raw, replace_file
 
 TABLES = {table.name: table for table in RAW_TABLES}
 HEADERS = {
@@ -327,6 +330,39 @@ def test_a_check_of_an_unselected_table_that_reads_a_loaded_one_blocks_the_publi
     assert project_env.query("select count(*) from main.raw_payments where order_id = 99") == [(1,)]
 
 
+@pytest.mark.parametrize(
+    ("loaded", "dropped", "blocked_by"),
+    [
+        (
+            "raw_customers",
+            "1,Michael,P.\n",
+            "- raw_orders: user_id_exists_in_raw_customers. 2 row(s) of raw_orders have a user_id that "
+            "is not an id in raw_customers: user_id 1 (2 rows).",
+        ),
+        (
+            "raw_orders",
+            "1,1,2018-01-01,returned\n",
+            "- raw_payments: order_id_exists_in_raw_orders. 1 row(s) of raw_payments have a order_id "
+            "that is not an id in raw_orders: order_id 1 (1 row).",
+        ),
+    ],
+    ids=["customer", "order"],
+)
+def test_a_row_removed_that_another_table_refers_to_blocks_the_publish_naming_the_reference(
+    project_env, instance, loaded, dropped, blocked_by
+):
+    with project_env.warehouse().get_connection() as conn:
+        load_sample_tables(conn, project_env.data_dir)
+    path = project_env.data_dir / f"{loaded}.csv"
+    before = project_env.query(f"select count(*) from main.{loaded}")
+    replace_file(path, path.read_text(encoding="utf-8").replace(dropped, "", 1))
+
+    result = materialize_raw(project_env, [loaded], instance=instance, raise_on_error=False)
+
+    assert raw_step_failure(result).endswith(f"\n{blocked_by}")
+    assert project_env.query(f"select count(*) from main.{loaded}") == before
+
+
 def test_a_selection_that_skips_a_model_between_a_loaded_table_and_a_rebuilt_one_runs_nothing(
     project_env, instance
 ):
@@ -350,6 +386,34 @@ def test_a_selection_that_skips_a_model_between_a_loaded_table_and_a_rebuilt_one
         "jaffle_shop_dbt_assets": refusal,
     }
     assert not project_env.database.exists()
+
+
+def refuse_unordered(project_env, selected: set[AssetKey]) -> None:
+    """What each step of a run of ``selected`` asks first (``refuse_unordered_selection``)."""
+    job = SimpleNamespace(
+        asset_layer=SimpleNamespace(
+            asset_graph=project_env.defs().resolve_asset_graph(), selected_asset_keys=selected
+        )
+    )
+    wap.refuse_unordered_selection(SimpleNamespace(job_def=job), RAW_KEYS)
+
+
+def test_a_selection_that_skips_two_models_between_a_loaded_table_and_a_rebuilt_one_names_both(project_env):
+    # The chart reads customers, which reads raw_customers through stg_customers.
+    with pytest.raises(Failure) as refused:
+        refuse_unordered(project_env, {AssetKey("raw_customers"), AssetKey("order_count_chart")})
+
+    assert refused.value.description == (
+        "This selection cannot keep the published tables consistent, so nothing was run:\n"
+        "- raw_customers is loaded, and models that read it are rebuilt, but customers, "
+        "stg_customers between them are not selected.\n"
+        "Select customers, stg_customers too (or Materialize all), then materialize again."
+    )
+
+
+def test_a_selection_that_loads_no_raw_table_runs_whatever_models_it_skips(project_env):
+    # The chart is redrawn from the published customers; dbt rebuilds stg_customers alone.
+    refuse_unordered(project_env, {AssetKey("stg_customers"), AssetKey("order_count_chart")})
 
 
 def test_a_check_run_alone_on_a_table_never_loaded_fails_saying_what_to_materialize(project_env, instance):

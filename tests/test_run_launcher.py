@@ -211,17 +211,19 @@ def test_clean_up_takes_a_run_as_ended_once_it_ended_or_its_process_is_gone_and_
     # What write-audit-publish asks before dropping a run's versions (warehouse/publish.py).
     live = started_run(instance, worker_tags())
     gone = started_run(instance, headless(exited_process(), time.time()))
-    failed = instance.create_run_for_job(job_def=some_job)
-    instance.report_run_failed(failed, "The run failed.")
+    failed, not_asked = (instance.create_run_for_job(job_def=some_job) for _ in range(2))
+    for run in (failed, not_asked):
+        instance.report_run_failed(run, "The run failed.")
     elsewhere = str(uuid.uuid4())  # a run of another instance: its state cannot be asked
+    # A run not yet started is left to run monitoring's start timeout, its process gone or not.
+    not_started = instance.create_run_for_job(job_def=some_job, tags=headless(exited_process(), time.time()))
     ended = wap.ended_runs(SimpleNamespace(instance=instance))
 
-    assert ended({run_key(run.run_id) for run in (live, gone, failed)} | {run_key(elsewhere)}) == {
-        run_key(gone.run_id),
-        run_key(failed.run_id),
-    }
+    asked = {run_key(run.run_id) for run in (live, gone, failed, not_started)} | {run_key(elsewhere)}
+    assert ended(asked) == {run_key(gone.run_id), run_key(failed.run_id)}
     assert ended(set()) == set()
     # The dead run is reported failed, with the reason, as run monitoring would report it.
     assert instance.get_run_by_id(live.run_id).status == DagsterRunStatus.STARTED
+    assert instance.get_run_by_id(not_started.run_id).status == DagsterRunStatus.NOT_STARTED
     (failure,) = instance.all_logs(gone.run_id, of_type=DagsterEventType.RUN_FAILURE)
     assert failure.message.startswith("The run's process (PID ")
