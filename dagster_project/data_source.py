@@ -38,7 +38,8 @@ class DataSource(ConfigurableResource):
 
     @abstractmethod
     def list_files(self) -> list[str]:
-        """The file names available, sorted."""
+        """The file names available, sorted: paths relative to the source's root, with ``/``
+        (``raw_orders.csv``, ``raw_orders/2018-01-01.csv``)."""
 
     @abstractmethod
     def local_path(self, name: str) -> Path:
@@ -62,7 +63,8 @@ class LocalDataSource(DataSource):
     """Raw CSV files in a folder on this machine."""
 
     directory: str = Field(
-        description="Folder that holds raw_customers.csv, raw_orders.csv and raw_payments.csv. "
+        description="Folder that holds raw_customers.csv, raw_orders.csv and raw_payments.csv "
+        "(orders and payments may instead come as raw_orders/YYYY-MM-DD.csv, one file a day). "
         "Relative paths are relative to the repo root. Set it with JAFFLE_DATA_DIR."
     )
 
@@ -84,8 +86,10 @@ class LocalDataSource(DataSource):
         return self._root if self._root is not None else resolve_path(self.directory)
 
     def list_files(self) -> list[str]:
-        """The CSV file names in the folder, sorted."""
-        return sorted(path.name for path in self.root.glob("*.csv") if path.is_file())
+        """The CSV files in the folder and in its folders one level down (day files, as
+        ``raw_orders/2018-01-01.csv``), named relative to it with ``/``, sorted."""
+        files = [*self.root.glob("*.csv"), *self.root.glob("*/*.csv")]
+        return sorted(path.relative_to(self.root).as_posix() for path in files if path.is_file())
 
     def local_path(self, name: str) -> Path:
         """A path DuckDB can read. An object store would download to a temporary file here."""

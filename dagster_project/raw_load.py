@@ -7,8 +7,10 @@ schema as a version of the run's own, and the publish step makes it visible.
 """
 
 import csv
+import datetime
+import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from dagster import Config
 from pydantic import Field
@@ -28,10 +30,21 @@ class RawTable:
     name: str
     columns: dict[str, str]
     accepted_values: tuple[str, tuple[str, ...]] | None = None
+    # Whether the table may also arrive as one file per day, in a folder named after it.
+    daily: bool = False
 
     @property
     def file_name(self) -> str:
         return f"{self.name}.csv"
+
+    @property
+    def day_files(self) -> str:
+        return f"one file per day in {self.name}/ (named YYYY-MM-DD.csv)"
+
+    @property
+    def layouts(self) -> str:
+        """Where the table's rows may be, as people are told."""
+        return f"{self.file_name}, or {self.day_files}" if self.daily else self.file_name
 
 
 RAW_TABLES = (
@@ -40,13 +53,59 @@ RAW_TABLES = (
         "raw_orders",
         {"id": "INTEGER", "user_id": "INTEGER", "order_date": "DATE", "status": "VARCHAR"},
         accepted_values=("status", ORDER_STATUSES),
+        daily=True,
     ),
     RawTable(
         "raw_payments",
         {"id": "INTEGER", "order_id": "INTEGER", "payment_method": "VARCHAR", "amount": "INTEGER"},
         accepted_values=("payment_method", PAYMENT_METHODS),
+        daily=True,
     ),
 )
+
+
+def table_files(table: RawTable, listing: list[str]) -> list[str]:
+    """The files in the data source's ``listing`` that hold ``table``'s rows, in day order.
+
+    Either its one file (``raw_orders.csv``) or, for a daily table, the day files of its folder
+    (``raw_orders/2018-01-01.csv``, ...): never both, since nothing could tell which is meant.
+    An empty list when there is neither.
+    """
+    days = sorted(name for name in listing if PurePosixPath(name).parent == PurePosixPath(table.name))
+    if not table.daily or not days:
+        return [table.file_name] if table.file_name in listing else []
+    if table.file_name in listing:
+        raise RawFileError(
+            f"The data folder holds both {table.file_name} and {len(days)} day file(s) in "
+            f"{table.name}/ ({days[0]}, ...): {table.name} is read from one or the other, never "
+            f"both. Remove {table.file_name}, or the {table.name}/ folder."
+        )
+    for name in days:
+        _check_day_name(name)
+    return days
+
+
+def _check_day_name(name: str) -> None:
+    stem = PurePosixPath(name).stem
+    try:
+        if datetime.date.fromisoformat(stem).isoformat() == stem:
+            return
+    except ValueError:
+        pass
+    raise RawFileError(
+        f"{name}: a day file's name must be its day, YYYY-MM-DD.csv (for example "
+        f"{PurePosixPath(name).parent}/2018-01-01.csv). Rename the file, or move it out of the folder."
+    )
+
+
+def combined_fingerprint(fingerprints: dict[str, str]) -> str:
+    """One content hash for a table's files: a single file's own sha256, so a table that
+    arrives in one file keeps the version it always had; for day files, a sha256 over each
+    file's name and sha256, which changes when a day is added, removed or changed."""
+    if len(fingerprints) == 1 and not PurePosixPath(next(iter(fingerprints))).parent.name:
+        return next(iter(fingerprints.values()))
+    lines = "".join(f"{name}\t{sha256}\n" for name, sha256 in sorted(fingerprints.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 class RawLoadConfig(Config):
@@ -132,8 +191,18 @@ def refused(table: RawTable, error: RawFileError) -> RawFileError:
     )
 
 
-def empty_file_error(table: RawTable, path: Path) -> RawFileError:
+def empty_file_error(table: RawTable, paths: list[Path]) -> RawFileError:
+    where = f"{paths[0]} has" if len(paths) == 1 else f"The {len(paths)} day files in {paths[0].parent} have"
     return RawFileError(
-        f"{path} has a header but no rows. If an empty {table.name} is intended, "
+        f"{where} a header but no rows. If an empty {table.name} is intended, "
         "set allow_empty: true in the run config."
     )
+
+
+def files_with_one_header(headers: dict[Path, list[str]]) -> list[tuple[list[str], list[Path]]]:
+    """The files grouped by their header, in the order each header first appears: each group
+    can be read by one call of a CSV reader, which takes one list of columns."""
+    groups: dict[tuple[str, ...], list[Path]] = {}
+    for path, header in headers.items():
+        groups.setdefault(tuple(header), []).append(path)
+    return [(list(header), paths) for header, paths in groups.items()]

@@ -1,5 +1,6 @@
 """What tests share besides fixtures: an isolated copy of the project, and the UI's GraphQL API."""
 
+import csv
 import json
 import os
 import shutil
@@ -154,6 +155,39 @@ def replace_file(path: Path, data: str | bytes) -> None:
         path.write_text(data, encoding="utf-8")
 
 
+def split_by_day(data_dir: Path) -> dict[str, list[str]]:
+    """Replace raw_orders.csv and raw_payments.csv in ``data_dir`` with one file per day of
+    each, as `make data DAILY=1` lays them out: an order in the file of its order_date, a
+    payment in its order's. The day files written, by folder."""
+    with (data_dir / "raw_orders.csv").open(newline="", encoding="utf-8") as file:
+        orders = list(csv.reader(file))
+    with (data_dir / "raw_payments.csv").open(newline="", encoding="utf-8") as file:
+        payments = list(csv.reader(file))
+    day_of_order = {row[0]: row[2] for row in orders[1:]}
+    by_day: dict[tuple[str, str], list[list[str]]] = {}
+    for row in orders[1:]:
+        by_day.setdefault(("raw_orders", row[2]), []).append(row)
+    for row in payments[1:]:
+        by_day.setdefault(("raw_payments", day_of_order[row[1]]), []).append(row)
+    headers = {"raw_orders": orders[0], "raw_payments": payments[0]}
+    for (folder, day), rows in sorted(by_day.items()):
+        (data_dir / folder).mkdir(exist_ok=True)
+        with (data_dir / folder / f"{day}.csv").open("w", newline="", encoding="utf-8") as file:
+            csv.writer(file, lineterminator="\n").writerows([headers[folder], *rows])
+    (data_dir / "raw_orders.csv").unlink()
+    (data_dir / "raw_payments.csv").unlink()
+    return {
+        folder: sorted(f"{folder}/{day}.csv" for name, day in by_day if name == folder) for folder in headers
+    }
+
+
+def reorder_columns(path: Path) -> None:
+    """The file (of values without commas) with its columns in reverse order and one more, as
+    another export might write one day: its reader is one of its own."""
+    rows = [line.split(",") for line in path.read_text(encoding="utf-8").splitlines()]
+    replace_file(path, "".join(",".join([*reversed(row), "note"]) + "\n" for row in rows))
+
+
 def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
     """Load and publish the three raw files, as a good run of the raw assets would leave them."""
     from dagster_project.defs.ingest import raw_entry
@@ -167,7 +201,7 @@ def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
     entries = {}
     for table in RAW_TABLES:
         path = data_dir / table.file_name
-        session.load_csv(table, path, allow_empty=False, into=version_name(table.name, run_id))
+        session.load_csv(table, [path], allow_empty=False, into=version_name(table.name, run_id))
         entries[table.name] = raw_entry(
             table.name, version_name(table.name, run_id), path, source.fingerprint(table.file_name)
         )

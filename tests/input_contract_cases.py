@@ -197,11 +197,13 @@ CASES = [
 ]
 
 
-def verdict(session, table: str, path: Path) -> tuple[str, object]:
+def verdict(session, table: str, path: Path | list[Path]) -> tuple[str, object]:
     """("loaded", the rows) or ("refused", the message, once it is clear nothing was left behind)."""
     before = session.build_objects()
     try:
-        session.load_csv(TABLES[table], path, allow_empty=False, into=VERSION)
+        session.load_csv(
+            TABLES[table], path if isinstance(path, list) else [path], allow_empty=False, into=VERSION
+        )
     except RawFileError as error:
         # Nothing half-built stays: the raw step then publishes nothing and records nothing.
         assert session.build_objects() == before, f"{path} left an object behind"

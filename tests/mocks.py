@@ -20,6 +20,7 @@ class InMemoryDataSource(DataSource):
         if name not in self.files:
             raise DataSourceError(f"The in-memory data source has no {name}.")
         path = Path(self.spool_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.files[name], encoding="utf-8")
         return path
 

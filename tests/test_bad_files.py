@@ -42,7 +42,7 @@ def version(table: str) -> str:
 
 
 def load_csv(conn, table: str, path: Path, allow_empty: bool) -> int:
-    return DuckDBSession(conn).load_csv(TABLES[table], path, allow_empty=allow_empty, into=version(table))
+    return DuckDBSession(conn).load_csv(TABLES[table], [path], allow_empty=allow_empty, into=version(table))
 
 
 def loaded(conn, table: str) -> list[tuple]:
@@ -79,7 +79,8 @@ def test_a_missing_file_fails_the_asset_naming_the_file_and_the_folder(project_e
     assert str(caught.value) == (
         f"{project_env.data_dir / 'raw_orders.csv'} is missing: the data folder "
         f"{project_env.data_dir} has no raw_orders.csv. Add the file, or point JAFFLE_DATA_DIR "
-        "at the folder that has it."
+        "at the folder that has it. (raw_orders may also come as one file per day in raw_orders/ "
+        "(named YYYY-MM-DD.csv).)"
     )
     assert contents(warehouse, "raw_orders") == before
 

@@ -311,7 +311,7 @@ def test_a_step_drops_what_an_ended_run_left_pending_says_so_and_restores_the_ca
         staged = {}
         for table, version in zip(RAW_TABLES[:2], versions, strict=True):
             path = project_env.data_dir / table.file_name
-            session.load_csv(table, path, allow_empty=False, into=version)
+            session.load_csv(table, [path], allow_empty=False, into=version)
             staged[table.name] = raw_entry(table.name, version, path, "sha")
         session.stage(dead.run_id, staged)
     materialized = DagsterEvent(

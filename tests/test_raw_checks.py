@@ -59,7 +59,7 @@ def run_check(conn, tmp_path, table: str, rows: str, check: str, folder: str = "
     path.write_text(HEADERS[table] + rows, encoding="utf-8")
     session = DuckDBSession(conn)
     version = f"{table}__{'0' * 32}"
-    session.load_csv(TABLES[table], path, allow_empty=False, into=version)
+    session.load_csv(TABLES[table], [path], allow_empty=False, into=version)
     return the_check(table, check).run(
         session, RawLoadConfig(**config), candidate(session, {table: (version, str(path))})
     )

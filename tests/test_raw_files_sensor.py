@@ -105,7 +105,9 @@ def test_a_missing_file_is_named_and_the_others_are_reported(sensor):
     sensor.tick()
     assert sensor.tick() == {name: sha256(GOOD[name]) for name in ("raw_customers.csv", "raw_payments.csv")}
     sensor.tick()
-    assert sensor.skip_message == "Waiting for raw_orders.csv in the data source."
+    assert (
+        sensor.skip_message == "Waiting for raw_orders.csv (or day files in raw_orders/) in the data source."
+    )
     sensor.put(GOOD)
     sensor.tick()
     assert sensor.tick() == {"raw_orders.csv": sha256(GOOD["raw_orders.csv"])}

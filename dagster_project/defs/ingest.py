@@ -25,10 +25,19 @@ from dagster import (
     multi_asset,
 )
 
-from dagster_project.data_source import DataSource
+from dagster_project.csv_errors import RawFileError
+from dagster_project.data_source import DataSource, DataSourceError
 from dagster_project.defs.raw_files import FILE_KEYS
 from dagster_project.raw_checks import Candidate, RawCheck, missing_table_result, raw_checks
-from dagster_project.raw_load import INGEST_CODE_VERSION, RAW_TABLES, RawLoadConfig, RawTable
+from dagster_project.raw_load import (
+    INGEST_CODE_VERSION,
+    RAW_TABLES,
+    RawLoadConfig,
+    RawTable,
+    combined_fingerprint,
+    refused,
+    table_files,
+)
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, Warehouse, version_name
 from dagster_project.warehouse import publish as wap
 
@@ -41,7 +50,7 @@ RAW_ASSET_SPECS = [
         group_name="ingest",
         kinds={"python", "duckdb"},
         code_version=INGEST_CODE_VERSION,
-        description=f"{table.file_name} from the data source, loaded into DuckDB as {table.name}.",
+        description=f"{table.layouts} from the data source, loaded into DuckDB as {table.name}.",
         # The file, as raw_files_sensor reports it (dagster_project/defs/raw_files.py): its new
         # version is what automation loads this table on.
         deps=[FILE_KEYS[table.file_name]],
@@ -89,15 +98,40 @@ def _version_metadata(session: Session, entries: dict[str, Entry], rows: dict[st
     }
 
 
+def _files(data_source: DataSource, table: RawTable, listing: list[str]) -> list[str]:
+    """The names of ``table``'s files in the data source: its one file, or its day files."""
+    try:
+        if names := table_files(table, listing):
+            return names
+    except RawFileError as error:
+        raise refused(table, error) from None
+    # Neither: the data source says where it looked.
+    try:
+        data_source.local_path(table.file_name)
+    except DataSourceError as error:
+        if not table.daily:
+            raise
+        raise DataSourceError(f"{error} ({table.name} may also come as {table.day_files}.)") from None
+    return [table.file_name]  # written since the listing
+
+
 def _load(
-    session: Session, data_source: DataSource, table: RawTable, config: RawLoadConfig, run_id: str
+    session: Session,
+    data_source: DataSource,
+    listing: list[str],
+    table: RawTable,
+    config: RawLoadConfig,
+    run_id: str,
 ) -> tuple[Entry, int]:
-    """Load ``table``'s file into this run's version of it: its entry, and its row count."""
-    path = data_source.local_path(table.file_name)
-    fingerprint = data_source.fingerprint(table.file_name)
+    """Load ``table``'s files into this run's version of it: its entry, and its row count."""
+    names = _files(data_source, table, listing)
+    paths = [data_source.local_path(name) for name in names]
+    fingerprint = combined_fingerprint({name: data_source.fingerprint(name) for name in names})
     version = version_name(table.name, run_id)
-    rows = session.load_csv(table, path, allow_empty=config.allow_empty, into=version)
-    return raw_entry(table.name, version, path, fingerprint), rows
+    rows = session.load_csv(table, paths, allow_empty=config.allow_empty, into=version)
+    # Day files are named by their folder: the table's source, as the shrink guard compares it.
+    source = paths[0] if names == [table.file_name] else paths[0].parent
+    return raw_entry(table.name, version, source, fingerprint), rows
 
 
 def _run_check(check: RawCheck, session: Session, config: RawLoadConfig, candidate: Candidate):
@@ -139,8 +173,9 @@ def raw_tables(
         try:
             # Each file goes into a version of its own, so the loads run side by side where the
             # engine allows it; the first that fails, in the tables' order, fails the step.
+            listing = data_source.list_files()
             loaded = session.run_all(
-                [partial(_load, session, data_source, table, config, run_id) for table in tables]
+                [partial(_load, session, data_source, listing, table, config, run_id) for table in tables]
             )
             for table, (entry, count) in zip(tables, loaded, strict=True):
                 entries[table.name], rows[table.name] = entry, count

@@ -1,9 +1,12 @@
 """The raw CSV files as Dagster sees them: an asset per file, and the sensor that reports new versions.
 
 Each file is an asset of its own (``raw_orders_file`` for raw_orders.csv) whose data version is
-the sha256 of its bytes. The raw table that loads it depends on it, so a new version shows in
-the UI on the file's asset, and declarative automation (``dagster_project/defs/automation.py``)
-requests the table and what reads it.
+the sha256 of its bytes. Orders and payments may instead arrive as one file per day
+(``raw_orders/2018-01-01.csv``, ...): the asset then stands for the day files together, and its
+version is a sha256 over each day file's name and sha256, so a changed, added or removed day
+makes a new one. The raw table that loads it depends on it, so a new version shows in the UI on
+the file's asset, and declarative automation (``dagster_project/defs/automation.py``) requests
+the table and what reads it.
 
 Dagster runs nothing for these assets: ``raw_files_sensor`` reports each new version, every
 30 s and cheaply. Dagster has no native way to tell a file being written from a finished one, so
@@ -34,8 +37,9 @@ from dagster import (
     sensor,
 )
 
+from dagster_project.csv_errors import RawFileError
 from dagster_project.data_source import DataSource, FileStat
-from dagster_project.raw_load import RAW_TABLES
+from dagster_project.raw_load import RAW_TABLES, combined_fingerprint, table_files
 
 RAW_FILES = tuple(table.file_name for table in RAW_TABLES)
 FILE_KEYS = {table.file_name: AssetKey(f"{table.name}_file") for table in RAW_TABLES}
@@ -50,8 +54,9 @@ raw_files = [
         FILE_KEYS[table.file_name],
         group_name="ingest",
         kinds={"csv"},
-        description=f"{table.file_name} in the data source, as raw_files_sensor last saw it once it "
-        "held still. Its data version is the sha256 of its bytes.",
+        description=f"{table.layouts} in the data source, as raw_files_sensor last saw it once it "
+        "held still. Its data version is the sha256 of its bytes"
+        + (" (of each day file's name and sha256, for day files)." if table.daily else "."),
     )
     for table in RAW_TABLES
 ]
@@ -113,15 +118,32 @@ def new_version(name: str, sha256: str) -> AssetMaterialization:
 )
 def raw_files_sensor(context: SensorEvaluationContext, data_source: DataSource):
     previous = read_cursor(context.cursor)
-    present = set(data_source.list_files())
-    files = {name: watch(data_source, name, previous.get(name)) for name in RAW_FILES if name in present}
-    # The files hashed on this tick whose hash differs from the last one reported.
-    reported = [
-        new_version(name, file.sha256)
-        for name, file in files.items()
-        if file.settled and file.sha256 != getattr(previous.get(name), "sha256", None)
-    ]
-    waiting = [name for name in RAW_FILES if name not in present]
+    listing = data_source.list_files()
+    files: dict[str, WatchedFile] = {}
+    reported, waiting, refused = [], [], []
+    for table in RAW_TABLES:
+        try:
+            names = table_files(table, listing)
+        except RawFileError as error:
+            # Not loadable as it is; the run that tries says the same, and what to do.
+            refused.append(str(error))
+            continue
+        if not names:
+            waiting.append(
+                f"{table.file_name} (or day files in {table.name}/)" if table.daily else table.file_name
+            )
+            continue
+        watched = {name: watch(data_source, name, previous.get(name)) for name in names}
+        files.update(watched)
+        if not all(file.settled for file in watched.values()):
+            continue
+        # The table's version: a new one when a file changed, or a day was added or removed.
+        version = combined_fingerprint({name: file.sha256 for name, file in watched.items()})
+        before = {
+            name: file.sha256 for name, file in previous.items() if name in table_files(table, list(previous))
+        }
+        if not before or None in before.values() or combined_fingerprint(before) != version:
+            reported.append(new_version(table.file_name, version))
     changing = [name for name, file in files.items() if not file.settled]
     reasons = [f"Waiting for {', '.join(waiting)} in the data source."] if waiting else []
     if changing:
@@ -129,6 +151,7 @@ def raw_files_sensor(context: SensorEvaluationContext, data_source: DataSource):
             f"Waiting for {', '.join(changing)} to hold still: a file is read once its size and "
             "modification time are the same on two ticks."
         )
+    reasons.extend(refused)
     # Returned rather than set on the context, so a test can pass it to the next evaluation.
     return SensorResult(
         asset_events=reported,

@@ -178,8 +178,9 @@ class Session(ABC):
     # Loading.
 
     @abstractmethod
-    def load_csv(self, table: Any, path: Path, allow_empty: bool, into: str) -> int:
-        """Create ``into`` in the build schema from ``path`` (``table`` is a ``raw_load.RawTable``).
+    def load_csv(self, table: Any, paths: list[Path], allow_empty: bool, into: str) -> int:
+        """Create ``into`` in the build schema from the rows of every file in ``paths`` (one,
+        or a table's day files; ``table`` is a ``raw_load.RawTable``).
 
         Returns the row count. A file that fails to load leaves nothing behind.
         """

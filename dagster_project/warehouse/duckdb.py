@@ -99,47 +99,48 @@ class DuckDBSession(Session):
     # passes through Python, and the load is a single transaction: a file that fails to parse
     # leaves nothing behind.
 
-    def load_csv(self, table, path: Path, allow_empty: bool, into: str) -> int:
+    def load_csv(self, table, paths: list[Path], allow_empty: bool, into: str) -> int:
         from dagster_project.raw_load import read_header, refused
 
         try:
-            return self._create_table(table, path, allow_empty, read_header(path, table), into)
+            return self._create_table(
+                table, {path: read_header(path, table) for path in paths}, allow_empty, into
+            )
         except RawFileError as error:
             raise refused(table, error) from None
 
-    def _create_table(self, table, path: Path, allow_empty: bool, header: list[str], into: str) -> int:
-        from dagster_project.raw_load import empty_file_error
+    def _create_table(self, table, headers: dict[Path, list[str]], allow_empty: bool, into: str) -> int:
+        from dagster_project.raw_load import empty_file_error, files_with_one_header
 
         conn = self.conn
         # Every column is read as text and converted by the input contract, in the same
         # statement: DuckDB's own conversions are looser (it rounds '12.50' to 13 for an
         # integer). Extra columns are read and dropped: the file may carry more than we use.
-        file_columns = ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name in header)
         selected = ", ".join(
             f"{input_contract.conversion(sql_identifier(name), declared, _matches, _fail)} as {sql_identifier(name)}"
             for name, declared in table.columns.items()
         )
         not_empty = input_contract.not_empty([sql_identifier(name) for name in table.columns], _fail)
+        # The paths and the header's names are quoted as SQL literals, never spliced in raw:
+        # quotes and spaces in them are safe. Day files with the same header are read by one
+        # read_csv, side by side.
+        reads = " union all ".join(
+            f"select {selected} from {_read_csv(paths, header)} where {not_empty}"
+            for header, paths in files_with_one_header(headers)
+        )
         target = _qualified(BUILD_SCHEMA, into)
         ensure_schemas(conn)
         conn.execute("begin transaction")
         try:
-            # The path and the header's names are quoted as SQL literals, never spliced in raw:
-            # quotes and spaces in them are safe. Replaced, not created: a step that runs again
-            # in the same run (a retry) loads again.
-            conn.execute(
-                f"create or replace table {target} as select {selected} from read_csv("
-                f"{sql_string(str(path))}, columns = {{{file_columns}}}, header = true,"
-                " auto_detect = false, strict_mode = true,"
-                f" delim = ',', quote = '\"', escape = '\"') where {not_empty}"
-            )
+            # Replaced, not created: a step that runs again in the same run (a retry) loads again.
+            conn.execute(f"create or replace table {target} as {reads}")
             (rows,) = conn.execute(f"select count(*) from {target}").fetchone()
             if rows == 0 and not allow_empty:
-                raise empty_file_error(table, path)
+                raise empty_file_error(table, [*headers])
             conn.execute("commit")
         except duckdb.Error as error:
             conn.execute("rollback")
-            raise RawFileError(_describe(path, header, table.columns, error)) from None
+            raise RawFileError(_describe(headers, table.columns, error)) from None
         except BaseException:
             conn.execute("rollback")
             raise
@@ -257,10 +258,26 @@ def _fail(message: str) -> str:
     return f"error({sql_string(message)})"
 
 
-def _describe(path: Path, header: list[str], columns: dict[str, str], error: duckdb.Error) -> str:
-    """What to tell people: the record the contract refuses, found as on every engine (so the
-    message is the same on Spark), else DuckDB's own error, explained."""
-    return locate_bad_record(path, header, columns) or describe_csv_error(path, header, error)
+def _read_csv(paths: list[Path], header: list[str]) -> str:
+    """DuckDB's strict reader over ``paths``, which share ``header``: every column as text."""
+    files = ", ".join(sql_string(str(path)) for path in paths)
+    columns = ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name in header)
+    return (
+        f"read_csv([{files}], columns = {{{columns}}}, header = true, auto_detect = false,"
+        " strict_mode = true, delim = ',', quote = '\"', escape = '\"')"
+    )
+
+
+def _describe(headers: dict[Path, list[str]], columns: dict[str, str], error: duckdb.Error) -> str:
+    """What to tell people: the first record the contract refuses, found as on every engine (so
+    the message is the same on Spark), else DuckDB's own error, explained."""
+    for path, header in headers.items():
+        if found := locate_bad_record(path, header, columns):
+            return found
+    # Python's reader found nothing wrong (this is rare: see csv_errors): DuckDB's message names
+    # the file itself among its options, so a table's day files are named by their folder.
+    path, header = next(iter(headers.items()))
+    return describe_csv_error(path if len(headers) == 1 else path.parent, header, error)
 
 
 def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
+from functools import partial, reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -157,39 +157,25 @@ class SparkWarehouseSession(Session):
 
     # Loading a raw CSV file with Spark's reader: the declared types, FAILFAST.
 
-    def load_csv(self, table, path: Path, allow_empty: bool, into: str) -> int:
+    def load_csv(self, table, paths: list[Path], allow_empty: bool, into: str) -> int:
         from dagster_project.raw_load import read_header, refused
 
         try:
-            return self._create_table(table, path, allow_empty, read_header(path, table), into)
+            return self._create_table(
+                table, {path: read_header(path, table) for path in paths}, allow_empty, into
+            )
         except RawFileError as error:
             raise refused(table, error) from None
 
-    def _create_table(self, table, path: Path, allow_empty: bool, header: list[str], into: str) -> int:
-        from dagster_project.raw_load import empty_file_error
+    def _create_table(self, table, headers: dict[Path, list[str]], allow_empty: bool, into: str) -> int:
+        from dagster_project.raw_load import empty_file_error, files_with_one_header
 
         # Spark's reader takes any bytes, loading what is not UTF-8 as replacement characters,
         # and any mix of line endings, which DuckDB refuses.
-        refuse_unreadable(path)
-        # Every column is read as text and converted by the input contract, as on DuckDB: the
-        # same rules, so both engines accept the same files. Extra columns are read and dropped.
-        ddl = ", ".join(f"{spark_identifier(name)} string" for name in header)
-        frame = (
-            self.spark.read.schema(ddl)
-            # multiLine: a quoted value may hold a line break, as the contract allows. The price:
-            # Spark reads each file in one task instead of splitting it (docs/scaling-out.md).
-            .options(header=True, mode="FAILFAST", quote='"', escape='"', multiLine=True)
-            .csv(str(path))
-            # On the text, before the conversion: as on DuckDB, where the condition reads the file.
-            .where(input_contract.not_empty([spark_identifier(name) for name in table.columns], _fail))
-            .selectExpr(
-                *(
-                    f"{input_contract.conversion(spark_identifier(name), declared, _matches, _fail)} "
-                    f"as {spark_identifier(name)}"
-                    for name, declared in table.columns.items()
-                )
-            )
-        )
+        for path in headers:
+            refuse_unreadable(path)
+        frames = [self._read_csv(table, header, paths) for header, paths in files_with_one_header(headers)]
+        frame = reduce(lambda left, right: left.unionAll(right), frames)
         self.ensure_databases()
         # A step that runs again in the same run (a retry) loads again. A version a load
         # makes is a table: dropped by name, with no listing of the database, which the
@@ -200,16 +186,46 @@ class SparkWarehouseSession(Session):
             frame.write.saveAsTable(f"{BUILD_SCHEMA}.{into}", format="parquet")
         except Exception as error:
             self.sql(drop)
-            # Spark names neither the line nor the column; the file is read again, in Python,
-            # only on this error path, to find the record Spark refused.
-            found = locate_bad_record(path, header, table.columns)
-            reason = found or f"{path}: Spark could not read the file: {str(error).splitlines()[0]}"
+            # Spark names neither the file, the line nor the column; the files are read again,
+            # in Python, only on this error path, to find the record Spark refused.
+            found = next(
+                (
+                    found
+                    for path, header in headers.items()
+                    if (found := locate_bad_record(path, header, table.columns))
+                ),
+                None,
+            )
+            where = next(iter(headers)) if len(headers) == 1 else next(iter(headers)).parent
+            reason = found or f"{where}: Spark could not read the file: {str(error).splitlines()[0]}"
             raise RawFileError(reason) from None
         rows = self.count(BUILD_SCHEMA, into)
         if rows == 0 and not allow_empty:
             self.sql(drop)
-            raise empty_file_error(table, path)
+            raise empty_file_error(table, [*headers])
         return rows
+
+    def _read_csv(self, table, header: list[str], paths: list[Path]):
+        """Spark's reader over ``paths``, which share ``header``, as the table's columns."""
+        # Every column is read as text and converted by the input contract, as on DuckDB: the
+        # same rules, so both engines accept the same files. Extra columns are read and dropped.
+        ddl = ", ".join(f"{spark_identifier(name)} string" for name in header)
+        return (
+            self.spark.read.schema(ddl)
+            # multiLine: a quoted value may hold a line break, as the contract allows. The price:
+            # Spark reads each file in one task instead of splitting it (docs/scaling-out.md).
+            .options(header=True, mode="FAILFAST", quote='"', escape='"', multiLine=True)
+            .csv([str(path) for path in paths])
+            # On the text, before the conversion: as on DuckDB, where the condition reads the file.
+            .where(input_contract.not_empty([spark_identifier(name) for name in table.columns], _fail))
+            .selectExpr(
+                *(
+                    f"{input_contract.conversion(spark_identifier(name), declared, _matches, _fail)} "
+                    f"as {spark_identifier(name)}"
+                    for name, declared in table.columns.items()
+                )
+            )
+        )
 
     # The primitives of write-audit-publish (the lifecycle is in publish.py).
 

@@ -1,0 +1,142 @@
+"""Orders and payments as one file per day (``raw_orders/2018-01-01.csv``, ...), as
+`make data DAILY=1` writes them: the same published tables as the single files, a bad day
+named by its file and line, and the sensor reporting a new day.
+"""
+
+import hashlib
+
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from dagster_project.csv_errors import RawFileError
+from dagster_project.data_source import LocalDataSource
+from dagster_project.raw_load import RAW_TABLES, combined_fingerprint, table_files
+from tests.helpers import FullRun, ProjectEnv, materialize_raw, reorder_columns, replace_file, split_by_day
+from tests.test_raw_files_sensor import Sensor
+
+TABLES = {table.name: table for table in RAW_TABLES}
+
+
+def test_a_daily_table_reads_its_day_files_in_day_order_and_others_read_their_one_file():
+    listing = [
+        "raw_customers.csv",
+        "raw_orders/2018-01-02.csv",
+        "raw_orders/2018-01-01.csv",
+        "x/2018-01-01.csv",
+    ]
+    assert table_files(TABLES["raw_orders"], listing) == [
+        "raw_orders/2018-01-01.csv",
+        "raw_orders/2018-01-02.csv",
+    ]
+    assert table_files(TABLES["raw_customers"], listing) == ["raw_customers.csv"]
+    assert table_files(TABLES["raw_payments"], listing) == []
+    # Customers come in one file: a folder of theirs is not read.
+    assert table_files(TABLES["raw_customers"], ["raw_customers/2018-01-01.csv"]) == []
+
+
+def test_one_file_and_day_files_of_the_same_table_are_refused_naming_both():
+    with pytest.raises(RawFileError) as refused:
+        table_files(TABLES["raw_orders"], ["raw_orders.csv", "raw_orders/2018-01-01.csv"])
+    assert str(refused.value) == (
+        "The data folder holds both raw_orders.csv and 1 day file(s) in raw_orders/ "
+        "(raw_orders/2018-01-01.csv, ...): raw_orders is read from one or the other, never both. "
+        "Remove raw_orders.csv, or the raw_orders/ folder."
+    )
+
+
+@pytest.mark.parametrize("name", ["2018-02-30", "jan-1", "2018-1-01", "20180101"])
+def test_a_day_file_not_named_after_a_real_day_is_refused(name):
+    with pytest.raises(RawFileError) as refused:
+        table_files(TABLES["raw_payments"], ["raw_payments/2018-01-01.csv", f"raw_payments/{name}.csv"])
+    assert str(refused.value) == (
+        f"raw_payments/{name}.csv: a day file's name must be its day, YYYY-MM-DD.csv (for example "
+        "raw_payments/2018-01-01.csv). Rename the file, or move it out of the folder."
+    )
+
+
+def test_one_file_keeps_its_own_sha256_and_any_change_to_the_days_makes_a_new_version():
+    assert combined_fingerprint({"raw_orders.csv": "abc"}) == "abc"
+    days = {"raw_orders/2018-01-01.csv": "a", "raw_orders/2018-01-02.csv": "b"}
+    versions = {
+        combined_fingerprint(days),
+        combined_fingerprint({"raw_orders/2018-01-01.csv": "a"}),
+        combined_fingerprint({**days, "raw_orders/2018-01-02.csv": "c"}),
+        combined_fingerprint({"raw_orders/2018-01-01.csv": "a", "raw_orders/2018-01-03.csv": "b"}),
+    }
+    assert len(versions) == 4
+    assert combined_fingerprint(dict(reversed(days.items()))) == combined_fingerprint(days)
+
+
+@pytest.fixture
+def daily_env(project_env: ProjectEnv) -> ProjectEnv:
+    split_by_day(project_env.data_dir)
+    return project_env
+
+
+def test_day_files_publish_exactly_what_the_single_files_publish(daily_env, sample_run: FullRun):
+    # Days need not share one header: this one has its columns in another order, and one more.
+    reorder_columns(sorted((daily_env.data_dir / "raw_payments").iterdir())[2])
+    with daily_env.instance() as instance:
+        result = daily_env.run_job(instance)
+        assert result.success
+        assert daily_env.published_tables() == sample_run.env.published_tables()
+        assert daily_env.query("select count(*), sum(number_of_orders) from customers") == [(100, 99)]
+        event = instance.get_latest_materialization_event(AssetKey("raw_orders"))
+        metadata = event.asset_materialization.metadata
+    assert metadata["source_file"].value == str(daily_env.data_dir / "raw_orders")
+    source = LocalDataSource(directory=str(daily_env.data_dir))
+    days = table_files(TABLES["raw_orders"], source.list_files())
+    assert metadata["source_sha256"].value == combined_fingerprint(
+        {day: source.fingerprint(day) for day in days}
+    )
+
+
+def test_a_bad_value_in_one_day_file_names_that_file_and_line_and_publishes_nothing(daily_env):
+    materialize_raw(daily_env, list(TABLES))
+    before = daily_env.published_tables()
+    day = sorted((daily_env.data_dir / "raw_orders").iterdir())[3]
+    lines = day.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = lines[1].split(",")
+    lines.insert(2, f"{first[0]}9,{first[1]},2018-13-01,placed\n")
+    replace_file(day, "".join(lines))
+
+    result = materialize_raw(daily_env, list(TABLES), raise_on_error=False)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = str(failure.step_failure_data.error.cause.message)
+    assert f"{day}, line 3: column 3 (order_date) holds '2018-13-01'" in message, message
+    assert "Nothing was published: raw_orders keeps its previous contents" in message
+    assert daily_env.published_tables() == before
+
+
+def test_a_new_day_is_reported_as_a_new_version_of_the_tables_files(daily_env, instance: DagsterInstance):
+    sensor = Sensor(instance, LocalDataSource(directory=str(daily_env.data_dir)))
+    sensor.tick()
+    first = sensor.tick()
+    assert set(first) == {"raw_customers.csv", "raw_orders.csv", "raw_payments.csv"}
+    assert sensor.tick() == {}
+
+    new_day = daily_env.data_dir / "raw_orders" / "2018-05-01.csv"
+    new_day.write_text("id,user_id,order_date,status\n100,1,2018-05-01,placed\n", encoding="utf-8")
+    sensor.tick()  # seen, and hashed once it holds still
+    second = sensor.tick()
+    days = sorted(path for path in (daily_env.data_dir / "raw_orders").iterdir())
+    expected = combined_fingerprint(
+        {f"raw_orders/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest() for path in days}
+    )
+    assert second == {"raw_orders.csv": expected}
+    assert second["raw_orders.csv"] != first["raw_orders.csv"]
+
+    new_day.unlink()  # a day taken away: the version it had before
+    assert sensor.tick() == {"raw_orders.csv": first["raw_orders.csv"]}
+
+
+def test_the_sensor_names_both_layouts_and_reports_the_other_tables(daily_env, instance: DagsterInstance):
+    (daily_env.data_dir / "raw_payments.csv").write_text(
+        "id,order_id,payment_method,amount\n", encoding="utf-8"
+    )
+    sensor = Sensor(instance, LocalDataSource(directory=str(daily_env.data_dir)))
+    sensor.tick()
+    assert set(sensor.tick()) == {"raw_customers.csv", "raw_orders.csv"}
+    sensor.tick()
+    assert sensor.skip_message.startswith("The data folder holds both raw_payments.csv and ")
