@@ -87,9 +87,11 @@ lint: $(VENV)/.synced
 materialize: setup
 	python -m dagster_project.cli.materialize $(call flag,ALLOW_SHRINK,--allow-shrink)
 
-# Generated data: SCALE=100 writes 10,000 customers into data/scale-100 (git-ignored).
+# Generated data: SCALE=100 writes 10,000 customers into data/scale-100 (git-ignored). DAILY=1 writes
+# orders and payments as a file per day (raw_orders/YYYY-MM-DD.csv, raw_payments/YYYY-MM-DD.csv)
+# into data/scale-100-daily instead.
 data: $(VENV)/.synced
-	python -m dagster_project.cli.datagen --scale $(SCALE) --out data/scale-$(SCALE)
+	python -m dagster_project.cli.datagen --scale $(SCALE) --out data/scale-$(SCALE)$(call flag,DAILY,-daily) $(call flag,DAILY,--daily)
 
 # The DuckDB shell (duckdb-cli, locked with the duckdb library) on the project's DuckDB file.
 sql: $(VENV)/.synced

@@ -185,3 +185,135 @@ def test_the_command_line_writes_the_files_and_says_how_many_rows(tmp_path, caps
         "raw_orders.csv",
         "raw_payments.csv",
     ]
+
+
+def data_rows(path):
+    """A CSV file's header and rows, as bytes, each without its line end."""
+    content = path.read_bytes()
+    assert content.endswith(b"\n"), path
+    header, *rows = content[:-1].split(b"\n")
+    return header, rows
+
+
+def row_id(row):
+    return int(row.split(b",", 1)[0])
+
+
+def day_files(out, table):
+    """{YYYY-MM-DD: rows} of one of the --daily folders, and the set of their headers."""
+    files, headers = {}, set()
+    for path in (out / table).iterdir():
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}\.csv", path.name), path.name
+        header, files[path.stem] = data_rows(path)
+        headers.add(header)
+    return files, headers
+
+
+def test_daily_files_together_hold_exactly_the_rows_and_header_of_the_single_files(tmp_path):
+    generate(2, tmp_path / "single", seed=3)
+    generate(2, tmp_path / "daily", seed=3, daily=True)
+
+    for table in ("raw_orders", "raw_payments"):
+        single_header, single_rows = data_rows(tmp_path / "single" / f"{table}.csv")
+        files, headers = day_files(tmp_path / "daily", table)
+        assert headers == {single_header}, table
+        daily_rows = sorted((row for rows in files.values() for row in rows), key=row_id)
+        assert daily_rows == single_rows, table
+    customers = "raw_customers.csv"
+    assert (tmp_path / "daily" / customers).read_bytes() == (tmp_path / "single" / customers).read_bytes()
+
+
+def test_daily_returns_the_same_row_counts(tmp_path):
+    assert generate(2, tmp_path / "daily", daily=True) == generate(2, tmp_path / "single")
+
+
+def test_each_day_file_is_sorted_by_id(tmp_path):
+    # DuckDB's threads interleave a day's rows unless told to sort them; scale 2 is too small for that.
+    generate(10, tmp_path, daily=True)
+
+    for table in ("raw_orders", "raw_payments"):
+        for day, rows in day_files(tmp_path, table)[0].items():
+            ids = [row_id(row) for row in rows]
+            assert ids == sorted(ids), f"{table}/{day}.csv"
+
+
+def test_every_order_in_a_day_file_was_placed_that_day_and_only_days_with_orders_have_a_file(tmp_path):
+    generate(2, tmp_path / "single")
+    generate(2, tmp_path / "daily", daily=True)
+    files, _ = day_files(tmp_path / "daily", "raw_orders")
+
+    for day, rows in files.items():
+        assert {row.split(b",")[2].decode() for row in rows} == {day}
+    order_dates = {
+        row.split(b",")[2].decode() for row in data_rows(tmp_path / "single" / "raw_orders.csv")[1]
+    }
+    assert set(files) == order_dates
+    assert len(order_dates) < 730  # 198 orders over two years: most days have none.
+
+
+def test_every_payment_in_a_day_file_is_for_an_order_of_that_day(tmp_path):
+    generate(2, tmp_path, daily=True)
+    orders, _ = day_files(tmp_path, "raw_orders")
+    payments, _ = day_files(tmp_path, "raw_payments")
+    order_day = {row_id(row): day for day, rows in orders.items() for row in rows}
+
+    for day, rows in payments.items():
+        assert rows, day
+        assert {order_day[int(row.split(b",")[1])] for row in rows} == {day}
+
+
+def test_the_same_seed_writes_identical_daily_files(tmp_path):
+    generate(2, tmp_path / "a", seed=7, daily=True)
+    generate(2, tmp_path / "b", seed=7, daily=True)
+
+    def files(out):
+        return {str(path.relative_to(out)): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+    a = files(tmp_path / "a")
+    assert len(a) > 100
+    assert a == files(tmp_path / "b")
+
+
+def test_a_run_leaves_one_layout_in_a_folder_that_holds_the_other_and_keeps_other_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+
+    def layout():
+        return sorted(path.name for path in tmp_path.iterdir())
+
+    generate(1, tmp_path)
+    generate(1, tmp_path, daily=True)
+    assert layout() == ["notes.txt", "raw_customers.csv", "raw_orders", "raw_payments"]
+    generate(1, tmp_path)
+    assert layout() == ["notes.txt", "raw_customers.csv", "raw_orders.csv", "raw_payments.csv"]
+    generate(1, tmp_path, daily=True)
+    generate(2, tmp_path, daily=True)
+    assert layout() == ["notes.txt", "raw_customers.csv", "raw_orders", "raw_payments"]
+    # The second daily run replaced the first's day files: scale 2 has orders on days scale 1 has not.
+    assert sum(len(data_rows(path)[1]) for path in (tmp_path / "raw_orders").iterdir()) == 198
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_the_command_line_writes_day_files_with_daily(tmp_path, capsys):
+    main(["--scale", "1", "--out", str(tmp_path / "data"), "--daily"])
+
+    assert (
+        capsys.readouterr().out
+        == f"100 raw_customers, 99 raw_orders, 113 raw_payments in {tmp_path / 'data'}\n"
+    )
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        "raw_customers.csv",
+        "raw_orders",
+        "raw_payments",
+    ]
+    assert (tmp_path / "data" / "raw_orders" / "2018-01-01.csv").is_file()
+
+
+def test_the_help_and_the_docstring_describe_daily_and_its_layout(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+
+    for text in (help_text, datagen.__doc__):
+        assert "--daily" in text
+        assert "raw_orders/YYYY-MM-DD.csv" in text
+        assert "raw_payments/YYYY-MM-DD.csv" in text
