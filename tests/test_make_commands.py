@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from dagster_project.cli.datagen import generate
@@ -40,19 +41,32 @@ def checkout_copy(root: Path) -> Path:
     return root
 
 
-def test_make_data_generates_data_without_an_activated_venv_into_a_folder_git_ignores(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("daily", "folder", "files"),
+    [
+        ([], "scale-2", ["raw_customers.csv", "raw_orders.csv", "raw_payments.csv"]),
+        (["DAILY=1"], "scale-2-daily", ["raw_customers.csv", "raw_orders", "raw_payments"]),
+    ],
+    ids=["single files", "day files"],
+)
+def test_make_data_generates_data_without_an_activated_venv_into_a_folder_git_ignores(
+    tmp_path: Path, daily: list[str], folder: str, files: list[str]
+):
     checkout = checkout_copy(tmp_path / "checkout")
 
-    result = run_make("data", "SCALE=2", cwd=checkout, env=shell_environment())
+    result = run_make("data", "SCALE=2", *daily, cwd=checkout, env=shell_environment())
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == (
-        "200 raw_customers, 198 raw_orders, 226 raw_payments in data/scale-2"
+        f"200 raw_customers, 198 raw_orders, 226 raw_payments in data/{folder}"
     )
-    generated = sorted(path.name for path in (checkout / "data" / "scale-2").iterdir())
-    assert generated == ["raw_customers.csv", "raw_orders.csv", "raw_payments.csv"]
+    generated = sorted(path.name for path in (checkout / "data" / folder).iterdir())
+    assert generated == files
+    if daily:
+        days = sorted(path.name for path in (checkout / "data" / folder / "raw_orders").iterdir())
+        assert len(days) > 100 and days[0] == "2018-01-01.csv", days
     untracked = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all", "data/scale-2"],
+        ["git", "status", "--porcelain", "--untracked-files=all", f"data/{folder}"],
         cwd=checkout,
         capture_output=True,
         text=True,
