@@ -4,6 +4,7 @@ named by its file and line, and the sensor reporting a new day.
 """
 
 import hashlib
+import shutil
 
 import pytest
 from dagster import AssetKey, DagsterInstance
@@ -65,12 +66,60 @@ def test_one_file_keeps_its_own_sha256_and_any_change_to_the_days_makes_a_new_ve
     }
     assert len(versions) == 4
     assert combined_fingerprint(dict(reversed(days.items()))) == combined_fingerprint(days)
+    # A table's version is kept in the catalog and in the sensor's cursor: its recipe never
+    # changes, or every table would look changed after an upgrade. One day file is a day too.
+    recipe = "raw_orders/2018-01-01.csv\ta\nraw_orders/2018-01-02.csv\tb\n"
+    assert combined_fingerprint(days) == hashlib.sha256(recipe.encode()).hexdigest()
+    one_day = "raw_orders/2018-01-01.csv\ta\n"
+    assert (
+        combined_fingerprint({"raw_orders/2018-01-01.csv": "a"})
+        == hashlib.sha256(one_day.encode()).hexdigest()
+    )
 
 
 @pytest.fixture
 def daily_env(project_env: ProjectEnv) -> ProjectEnv:
     split_by_day(project_env.data_dir)
     return project_env
+
+
+def test_a_raw_run_on_day_files_records_their_folder_and_their_combined_sha256(daily_env, instance):
+    materialize_raw(daily_env, list(TABLES), instance=instance)
+    source = LocalDataSource(directory=str(daily_env.data_dir))
+    for table in ("raw_orders", "raw_payments"):
+        metadata = instance.get_latest_materialization_event(AssetKey(table)).asset_materialization.metadata
+        assert metadata["source_file"].value == str(daily_env.data_dir / table)
+        days = table_files(TABLES[table], source.list_files())
+        assert metadata["source_sha256"].value == combined_fingerprint(
+            {day: source.fingerprint(day) for day in days}
+        )
+    customers = instance.get_latest_materialization_event(AssetKey("raw_customers")).asset_materialization
+    assert customers.metadata["source_file"].value == str(daily_env.data_dir / "raw_customers.csv")
+
+
+def test_a_run_on_both_layouts_fails_naming_them_and_publishes_nothing(daily_env):
+    materialize_raw(daily_env, list(TABLES))
+    before = daily_env.published_tables()
+    (daily_env.data_dir / "raw_orders.csv").write_text("id,user_id,order_date,status\n", encoding="utf-8")
+    result = materialize_raw(daily_env, list(TABLES), raise_on_error=False)
+    (failure,) = result.get_step_failure_events()
+    message = str(failure.step_failure_data.error.cause.message)
+    assert "The data folder holds both raw_orders.csv and " in message, message
+    assert "Nothing was published: raw_orders keeps its previous contents" in message
+    assert daily_env.published_tables() == before
+
+
+def test_day_files_that_all_have_no_rows_are_refused_naming_their_folder(daily_env):
+    for day in (daily_env.data_dir / "raw_payments").iterdir():
+        replace_file(day, "id,order_id,payment_method,amount\n")
+    result = materialize_raw(daily_env, list(TABLES), raise_on_error=False)
+    (failure,) = result.get_step_failure_events()
+    message = str(failure.step_failure_data.error.cause.message)
+    days = len(list((daily_env.data_dir / "raw_payments").iterdir()))
+    assert (
+        f"The {days} day files in {daily_env.data_dir / 'raw_payments'} have a header but no rows. "
+        "If an empty raw_payments is intended, set allow_empty: true"
+    ) in message, message
 
 
 def test_day_files_publish_exactly_what_the_single_files_publish(daily_env, sample_run: FullRun):
@@ -81,14 +130,6 @@ def test_day_files_publish_exactly_what_the_single_files_publish(daily_env, samp
         assert result.success
         assert daily_env.published_tables() == sample_run.env.published_tables()
         assert daily_env.query("select count(*), sum(number_of_orders) from customers") == [(100, 99)]
-        event = instance.get_latest_materialization_event(AssetKey("raw_orders"))
-        metadata = event.asset_materialization.metadata
-    assert metadata["source_file"].value == str(daily_env.data_dir / "raw_orders")
-    source = LocalDataSource(directory=str(daily_env.data_dir))
-    days = table_files(TABLES["raw_orders"], source.list_files())
-    assert metadata["source_sha256"].value == combined_fingerprint(
-        {day: source.fingerprint(day) for day in days}
-    )
 
 
 def test_a_bad_value_in_one_day_file_names_that_file_and_line_and_publishes_nothing(daily_env):
@@ -132,11 +173,21 @@ def test_a_new_day_is_reported_as_a_new_version_of_the_tables_files(daily_env, i
 
 
 def test_the_sensor_names_both_layouts_and_reports_the_other_tables(daily_env, instance: DagsterInstance):
-    (daily_env.data_dir / "raw_payments.csv").write_text(
-        "id,order_id,payment_method,amount\n", encoding="utf-8"
-    )
+    (daily_env.data_dir / "raw_orders.csv").write_text("id,user_id,order_date,status\n", encoding="utf-8")
     sensor = Sensor(instance, LocalDataSource(directory=str(daily_env.data_dir)))
     sensor.tick()
-    assert set(sensor.tick()) == {"raw_customers.csv", "raw_orders.csv"}
+    assert set(sensor.tick()) == {"raw_customers.csv", "raw_payments.csv"}
+    assert sensor.last.skip_reason is None
     sensor.tick()
-    assert sensor.skip_message.startswith("The data folder holds both raw_payments.csv and ")
+    assert sensor.skip_message.startswith("The data folder holds both raw_orders.csv and ")
+
+
+def test_the_sensor_says_each_table_it_waits_for_and_each_file_still_changing(daily_env, instance):
+    (daily_env.data_dir / "raw_customers.csv").unlink()
+    shutil.rmtree(daily_env.data_dir / "raw_payments")
+    sensor = Sensor(instance, LocalDataSource(directory=str(daily_env.data_dir)))
+    sensor.tick()
+    assert sensor.skip_message.startswith(
+        "Waiting for raw_customers.csv, raw_payments.csv (or day files in raw_payments/) in the "
+        "data source. Waiting for raw_orders/"
+    )
