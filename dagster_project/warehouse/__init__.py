@@ -177,13 +177,25 @@ class Session(ABC):
 
     # Loading.
 
-    @abstractmethod
     def load_csv(self, table: Any, paths: list[Path], allow_empty: bool, into: str) -> int:
         """Create ``into`` in the build schema from the rows of every file in ``paths`` (one,
         or a table's day files; ``table`` is a ``raw_load.RawTable``).
 
         Returns the row count. A file that fails to load leaves nothing behind.
         """
+        from dagster_project.csv_errors import RawFileError
+        from dagster_project.raw_load import read_header, refused
+
+        try:
+            return self._create_table(
+                table, {path: read_header(path, table) for path in paths}, allow_empty, into
+            )
+        except RawFileError as error:
+            raise refused(table, error) from None
+
+    @abstractmethod
+    def _create_table(self, table: Any, headers: dict[Path, list[str]], allow_empty: bool, into: str) -> int:
+        """``load_csv`` once every file's header is checked: ``headers`` holds each file's."""
 
     # The primitives of write-audit-publish (``publish.py`` holds the lifecycle).
 

@@ -99,16 +99,6 @@ class DuckDBSession(Session):
     # passes through Python, and the load is a single transaction: a file that fails to parse
     # leaves nothing behind.
 
-    def load_csv(self, table, paths: list[Path], allow_empty: bool, into: str) -> int:
-        from dagster_project.raw_load import read_header, refused
-
-        try:
-            return self._create_table(
-                table, {path: read_header(path, table) for path in paths}, allow_empty, into
-            )
-        except RawFileError as error:
-            raise refused(table, error) from None
-
     def _create_table(self, table, headers: dict[Path, list[str]], allow_empty: bool, into: str) -> int:
         from dagster_project.raw_load import empty_file_error, files_with_one_header
 

@@ -157,16 +157,6 @@ class SparkWarehouseSession(Session):
 
     # Loading a raw CSV file with Spark's reader: the declared types, FAILFAST.
 
-    def load_csv(self, table, paths: list[Path], allow_empty: bool, into: str) -> int:
-        from dagster_project.raw_load import read_header, refused
-
-        try:
-            return self._create_table(
-                table, {path: read_header(path, table) for path in paths}, allow_empty, into
-            )
-        except RawFileError as error:
-            raise refused(table, error) from None
-
     def _create_table(self, table, headers: dict[Path, list[str]], allow_empty: bool, into: str) -> int:
         from dagster_project.raw_load import empty_file_error, files_with_one_header
 
