@@ -191,3 +191,22 @@ def test_the_sensor_says_each_table_it_waits_for_and_each_file_still_changing(da
         "Waiting for raw_customers.csv, raw_payments.csv (or day files in raw_payments/) in the "
         "data source. Waiting for raw_orders/"
     )
+
+
+def test_most_days_gone_from_the_folder_is_refused_as_a_shrink_and_nothing_is_published(daily_env):
+    """A sync that brought only some day files is a truncated export: the shrink check holds."""
+    materialize_raw(daily_env, list(TABLES))
+    before = daily_env.published_tables()
+    orders = sorted((daily_env.data_dir / "raw_orders").iterdir())
+    for day in orders[len(orders) // 4 :]:
+        day.unlink()
+    result = materialize_raw(daily_env, list(TABLES), raise_on_error=False)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    message = str((error.cause or error).message)
+    left = daily_env.query(
+        "select count(*) from read_csv(?, header = true)", [[str(day) for day in orders[: len(orders) // 4]]]
+    )[0][0]
+    assert f"raw_orders would go from 99 published rows to {left}: " in message, message
+    assert daily_env.published_tables() == before
