@@ -123,6 +123,19 @@ def describe_csv_error(path: Path, header: list[str], error: Exception) -> str:
     return f"{where}: {problem}{shown}"
 
 
+def files_place(paths: list[Path]) -> Path:
+    """How a message names a table's files: its one file, or the folder of its day files."""
+    return paths[0] if len(paths) == 1 else paths[0].parent
+
+
+def first_bad_record(headers: dict[Path, list[str]], columns: dict[str, str]) -> str | None:
+    """``locate_bad_record`` over each file in turn (``headers`` holds each file's header)."""
+    for path, header in headers.items():
+        if found := locate_bad_record(path, header, columns):
+            return found
+    return None
+
+
 def locate_bad_record(path: Path, header: list[str], columns: dict[str, str]) -> str | None:
     """The first record of ``path`` that does not fit ``columns``, described as for DuckDB.
 

@@ -16,7 +16,7 @@ from dagster import Config
 from pydantic import Field
 
 from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
-from dagster_project.csv_errors import RawFileError
+from dagster_project.csv_errors import RawFileError, files_place
 
 # Bump when the loading logic changes, so Dagster marks everything downstream as stale.
 INGEST_CODE_VERSION = "1"
@@ -192,7 +192,9 @@ def refused(table: RawTable, error: RawFileError) -> RawFileError:
 
 
 def empty_file_error(table: RawTable, paths: list[Path]) -> RawFileError:
-    where = f"{paths[0]} has" if len(paths) == 1 else f"The {len(paths)} day files in {paths[0].parent} have"
+    where = (
+        f"{paths[0]} has" if len(paths) == 1 else f"The {len(paths)} day files in {files_place(paths)} have"
+    )
     return RawFileError(
         f"{where} a header but no rows. If an empty {table.name} is intended, "
         "set allow_empty: true in the run config."

@@ -16,7 +16,8 @@ import pytest
 from dagster import AssetKey, SensorResult, build_sensor_context
 
 from dagster_project.data_source import DataSource, LocalDataSource
-from dagster_project.defs.raw_files import DATA_VERSION_TAG, FILE_KEYS, RAW_FILES, raw_files_sensor
+from dagster_project.defs.raw_files import DATA_VERSION_TAG, FILE_KEYS, raw_files_sensor
+from dagster_project.raw_load import RAW_TABLES
 from tests.mocks import InMemoryDataSource
 
 GOOD = {
@@ -24,6 +25,7 @@ GOOD = {
     "raw_orders.csv": "id,user_id,order_date,status\n1,1,2024-01-02,placed\n",
     "raw_payments.csv": "id,order_id,payment_method,amount\n1,1,coupon,500\n",
 }
+RAW_FILES = tuple(table.file_name for table in RAW_TABLES)
 NEWER = {**GOOD, "raw_orders.csv": GOOD["raw_orders.csv"] + "2,1,2024-01-03,shipped\n"}
 
 

@@ -41,7 +41,6 @@ from dagster_project.csv_errors import RawFileError
 from dagster_project.data_source import DataSource, FileStat
 from dagster_project.raw_load import RAW_TABLES, combined_fingerprint, table_files
 
-RAW_FILES = tuple(table.file_name for table in RAW_TABLES)
 FILE_KEYS = {table.file_name: AssetKey(f"{table.name}_file") for table in RAW_TABLES}
 # The tag a data version travels in on an event reported from outside a run, as the sensor's
 # are: Dagster documents it, but exports no constant for it.
@@ -146,9 +145,7 @@ def evaluate(cursor: str | None, data_source: DataSource) -> SensorResult:
             continue
         # The table's version: a new one when a file changed, or a day was added or removed.
         version = combined_fingerprint({name: file.sha256 for name, file in watched.items()})
-        before = {
-            name: file.sha256 for name, file in previous.items() if name in table_files(table, list(previous))
-        }
+        before = {name: previous[name].sha256 for name in table_files(table, list(previous))}
         if combined_fingerprint(before) != version:
             reported.append(new_version(table.file_name, version))
     changing = [name for name, file in files.items() if not file.settled]

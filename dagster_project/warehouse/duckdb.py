@@ -29,7 +29,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from dagster_project import input_contract
-from dagster_project.csv_errors import RawFileError, describe_csv_error, locate_bad_record
+from dagster_project.csv_errors import RawFileError, describe_csv_error, files_place, first_bad_record
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse, WarehouseLockedError
 
 PUBLISHED_SCHEMA = "main"
@@ -261,13 +261,11 @@ def _read_csv(paths: list[Path], header: list[str]) -> str:
 def _describe(headers: dict[Path, list[str]], columns: dict[str, str], error: duckdb.Error) -> str:
     """What to tell people: the first record the contract refuses, found as on every engine (so
     the message is the same on Spark), else DuckDB's own error, explained."""
-    for path, header in headers.items():
-        if found := locate_bad_record(path, header, columns):
-            return found
-    # Python's reader found nothing wrong (this is rare: see csv_errors): DuckDB's message names
-    # the file itself among its options, so a table's day files are named by their folder.
-    path, header = next(iter(headers.items()))
-    return describe_csv_error(path if len(headers) == 1 else path.parent, header, error)
+    # When Python's reader finds nothing wrong (this is rare: see csv_errors), DuckDB's message
+    # names the file itself among its options, so a table's day files are named by their folder.
+    return first_bad_record(headers, columns) or describe_csv_error(
+        files_place([*headers]), next(iter(headers.values())), error
+    )
 
 
 def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:

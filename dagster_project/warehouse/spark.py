@@ -36,7 +36,7 @@ from dagster import InitResourceContext, TableColumn, TableSchema
 from pydantic import Field, PrivateAttr
 
 from dagster_project import input_contract
-from dagster_project.csv_errors import RawFileError, locate_bad_record, refuse_unreadable
+from dagster_project.csv_errors import RawFileError, files_place, first_bad_record, refuse_unreadable
 from dagster_project.settings import DEFAULT_SPARK_REMOTE
 from dagster_project.spark_url import connect_url, redact, shown
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
@@ -178,16 +178,9 @@ class SparkWarehouseSession(Session):
             self.sql(drop)
             # Spark names neither the file, the line nor the column; the files are read again,
             # in Python, only on this error path, to find the record Spark refused.
-            found = next(
-                (
-                    found
-                    for path, header in headers.items()
-                    if (found := locate_bad_record(path, header, table.columns))
-                ),
-                None,
+            reason = first_bad_record(headers, table.columns) or (
+                f"{files_place([*headers])}: Spark could not read the file: {str(error).splitlines()[0]}"
             )
-            where = next(iter(headers)) if len(headers) == 1 else next(iter(headers)).parent
-            reason = found or f"{where}: Spark could not read the file: {str(error).splitlines()[0]}"
             raise RawFileError(reason) from None
         rows = self.count(BUILD_SCHEMA, into)
         if rows == 0 and not allow_empty:
