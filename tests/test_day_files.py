@@ -132,8 +132,8 @@ def test_day_files_publish_exactly_what_the_single_files_publish(daily_env, samp
         assert daily_env.query("select count(*), sum(number_of_orders) from customers") == [(100, 99)]
 
 
-def test_a_bad_value_in_one_day_file_names_that_file_and_line_and_publishes_nothing(daily_env):
-    materialize_raw(daily_env, list(TABLES))
+def test_a_bad_value_in_one_day_file_names_that_file_and_line_and_publishes_nothing(daily_env, instance):
+    materialize_raw(daily_env, list(TABLES), instance=instance)
     before = daily_env.published_tables()
     day = sorted((daily_env.data_dir / "raw_orders").iterdir())[3]
     lines = day.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -141,13 +141,19 @@ def test_a_bad_value_in_one_day_file_names_that_file_and_line_and_publishes_noth
     lines.insert(2, f"{first[0]}9,{first[1]},2018-13-01,placed\n")
     replace_file(day, "".join(lines))
 
-    result = materialize_raw(daily_env, list(TABLES), raise_on_error=False)
+    result = materialize_raw(daily_env, list(TABLES), raise_on_error=False, instance=instance)
     assert not result.success
     (failure,) = result.get_step_failure_events()
     message = str(failure.step_failure_data.error.cause.message)
     assert f"{day}, line 3: column 3 (order_date) holds '2018-13-01'" in message, message
     assert "Nothing was published: raw_orders keeps its previous contents" in message
     assert daily_env.published_tables() == before
+    # The catalog still describes what is published: the good run's materializations stand.
+    for table in TABLES:
+        event = instance.get_latest_materialization_event(AssetKey(table))
+        assert event.run_id != result.run_id
+        recorded = event.asset_materialization.metadata["dagster/row_count"].value
+        assert [(recorded,)] == daily_env.query(f"select count(*) from main.{table}")
 
 
 def test_a_new_day_is_reported_as_a_new_version_of_the_tables_files(daily_env, instance: DagsterInstance):
