@@ -1,12 +1,16 @@
-"""Runs at once on PostgreSQL storage, under each concurrency setting a user may write in the
-instance's dagster.yaml: two headless runs and one queued run, started together, all succeed,
-one after the other, and `main` reads the last one's tables (tests/concurrency.py).
+"""Runs at once on PostgreSQL storage, with Dagster's pools limited to 1 at op granularity: two
+headless runs and one queued run, started together, all succeed, one after the other, and `main`
+reads the last one's tables (tests/concurrency.py).
 
-The services are `make serve`'s (PostgreSQL, code server, daemon, webserver), started anew for
-each setting: the daemon reads the pools when it starts. SQLite storage: test_concurrency.py.
+The services are `make serve`'s (PostgreSQL, code server, daemon, webserver). Of the instance
+settings test_concurrency.py runs on SQLite, this is the one where the storage takes part in
+every run: each step of every run, headless ones included, claims the pool's slot in the
+instance's storage, and this setting is the one that once deadlocked two headless runs. Without
+pools the runs take turns through the run lease alone, a file beside the warehouse whatever the
+storage; at run granularity only the daemon's queue reads the pool. Both are in
+test_concurrency.py, and test_serve.py runs its UI runs on this storage and setting too.
 """
 
-import pytest
 from dagster import DagsterInstance
 
 from dagster_project.settings import REPO_ROOT
@@ -20,9 +24,9 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "concurrency-postgres"
 START_TIMEOUT = 180
 
 
-@pytest.mark.parametrize("pools", list(INSTANCE_POOLS.values()), ids=list(INSTANCE_POOLS))
-def test_two_headless_runs_and_a_queued_one_all_succeed_in_turn(tmp_path, monkeypatch, pools):
+def test_two_headless_runs_and_a_queued_one_all_succeed_in_turn(tmp_path, monkeypatch):
     env = make_project_env(tmp_path)
+    pools = INSTANCE_POOLS["op granularity, limit 1"]
     with serving(env, ARTIFACTS, instance_settings=pools) as deployment:
         ui = DagsterDev(deployment.processes["webserver"], deployment.url, deployment.log("webserver"))
         wait_for("the code location to load", ui.code_location_loaded, START_TIMEOUT)
