@@ -289,6 +289,35 @@ def make_project_env(
     return env
 
 
+@dataclass(frozen=True)
+class ProjectTemplate:
+    """A project's files after a costly set-up made once (``files``), and where each test's
+    fresh copy of them goes (``place``, where the set-up ran).
+
+    The copies go to the one place, one test after another: the same database path gives dbt
+    the same vars and profile, so a copy's runs reuse the set-up's parse of the dbt project
+    (kept beside the database) instead of parsing it again, 2 to 3 s of CPU each.
+    """
+
+    files: Path
+    place: Path
+
+    @classmethod
+    def set_aside(cls, env: ProjectEnv) -> "ProjectTemplate":
+        """Move ``env``'s files aside as the template of the copies that take their place."""
+        return cls(files=env.root.rename(env.root.with_name(f"{env.root.name}-template")), place=env.root)
+
+    def fresh_copy(self, monkeypatch: pytest.MonkeyPatch) -> ProjectEnv:
+        """A copy of the template in place of the last test's (data, DuckDB file, DAGSTER_HOME,
+        chart, dbt's target folder), with the process environment pointing at it."""
+        shutil.rmtree(self.place, ignore_errors=True)
+        shutil.copytree(self.files, self.place)
+        env = ProjectEnv.under(self.place)
+        for name, value in env.variables.items():
+            monkeypatch.setenv(name, value)
+        return env
+
+
 @dataclass
 class FullRun:
     env: ProjectEnv

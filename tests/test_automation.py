@@ -6,6 +6,7 @@ what was requested with the project's job, and reads the published tables.
 """
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,7 +23,7 @@ from dagster_project.data_source import LocalDataSource
 from dagster_project.defs.automation import RUN_TAGS, jaffle_automation, jaffle_shop_job
 from dagster_project.defs.raw_files import raw_files_sensor
 from dagster_project.raw_load import RAW_TABLES
-from tests.helpers import FILE_ASSETS, PROJECT_ASSETS, replace_file
+from tests.helpers import FILE_ASSETS, PROJECT_ASSETS, ProjectTemplate, make_project_env, replace_file
 
 ORDERS_AND_WHAT_READS_THEM = {"raw_orders", "stg_orders", "orders", "customers", "order_count_chart"}
 EVERY_ASSET = set(PROJECT_ASSETS)
@@ -71,19 +72,35 @@ def automation(project_env, instance) -> Automation:
     return Automation(project_env, instance)
 
 
-@pytest.fixture
-def published(automation) -> Automation:
-    """The sample files reported, loaded and published by what automation requested.
+@pytest.fixture(scope="module")
+def published_template(tmp_path_factory) -> tuple[ProjectTemplate, str | None, object]:
+    """The sample files reported, loaded and published by what automation requested, once:
+    the project's files and the two sensors' cursors after it.
 
     Automation's first tick comes before the files are reported, as when both sensors are
     turned on together: a first tick takes what it finds as handled.
     """
-    assert automation.tick() == set()
-    automation.settle()
-    requested = automation.tick()
-    assert requested == EVERY_ASSET
-    assert automation.run(requested)
-    return automation
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        env = make_project_env(tmp_path_factory.mktemp("published") / "project", monkeypatch)
+        with env.instance() as instance:
+            automation = Automation(env, instance)
+            assert automation.tick() == set()
+            automation.settle()
+            requested = automation.tick()
+            assert requested == EVERY_ASSET
+            assert automation.run(requested)
+    return ProjectTemplate.set_aside(env), automation.sensor_cursor, automation.cursor
+
+
+@pytest.fixture
+def published(published_template, monkeypatch) -> Iterator[Automation]:
+    """A copy of that state of its own: its files, its instance, the sensors' cursors."""
+    template, sensor_cursor, cursor = published_template
+    env = template.fresh_copy(monkeypatch)
+    with env.instance() as instance:
+        automation = Automation(env, instance)
+        automation.sensor_cursor, automation.cursor = sensor_cursor, cursor
+        yield automation
 
 
 def append_order(env, line: bytes) -> None:

@@ -8,8 +8,6 @@ materialization of every table asset reports the published table's row count.
 
 import shutil
 import signal
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterEventType, Definitions
@@ -18,7 +16,7 @@ from dagster_project.settings import DBT_PROJECT_DIR
 from tests.helpers import (
     PROJECT_ASSETS,
     TABLE_ASSETS,
-    ProjectEnv,
+    ProjectTemplate,
     assert_catalog_matches_warehouse,
     assert_nothing_pending,
     make_project_env,
@@ -49,45 +47,21 @@ def latest_runs(instance) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class GoodTemplate:
-    """The files of one successful Materialize all (``files``), and where each test's copy of
-    them goes (``place``)."""
-
-    files: Path
-    place: Path
-
-
 @pytest.fixture(scope="module")
-def good_template(tmp_path_factory) -> GoodTemplate:
-    """One successful Materialize all, run once; each test gets its own copy of the result.
-
-    The copies go where the template was made, one after another: the same database path gives
-    dbt the same vars and profile, so each test's run reuses the template's parse of the dbt
-    project (kept beside the database) instead of parsing it again, 2 to 3 s of CPU each.
-    """
-    place = tmp_path_factory.mktemp("good") / "project"
+def good_template(tmp_path_factory) -> ProjectTemplate:
+    """One successful Materialize all, run once; each test gets its own copy of the result."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        env = make_project_env(place, monkeypatch)
+        env = make_project_env(tmp_path_factory.mktemp("good") / "project", monkeypatch)
         with env.instance() as instance:
             assert env.run_job(instance).success
-    files = place.rename(place.with_name("template"))
-    return GoodTemplate(files, place)
+    return ProjectTemplate.set_aside(env)
 
 
 @pytest.fixture
-def good(good_template: GoodTemplate, monkeypatch):
-    """A project after one successful Materialize all: (env, instance, what users read).
-
-    A fresh copy of the template's files (data, DuckDB file, DAGSTER_HOME, chart, dbt's target
-    folder) in place of the last test's, so no test sees what another one did.
-    """
-    root = good_template.place
-    shutil.rmtree(root, ignore_errors=True)
-    shutil.copytree(good_template.files, root)
-    env = ProjectEnv.under(root)
-    for name, value in env.variables.items():
-        monkeypatch.setenv(name, value)
+def good(good_template: ProjectTemplate, monkeypatch):
+    """A project after one successful Materialize all: (env, instance, what users read), in a
+    copy of its own, so no test sees what another one did."""
+    env = good_template.fresh_copy(monkeypatch)
     with env.instance() as instance:
         yield env, instance, published(env)
 
