@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from dagster_project.serve import spark_connect
 from dagster_project.serve.services import PidFile, free_port, port_open
 from dagster_project.serve.spark_connect import SparkConnectServer, SparkServerError
 from dagster_project.settings import REPO_ROOT
@@ -118,6 +120,57 @@ def test_start_without_java_says_what_to_install(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SparkServerError, match=r"Spark needs Java 17 or newer and found none on PATH"):
         SparkConnectServer(tmp_path, free_port()).start()
+
+
+def test_a_class_archive_recording_whose_jvm_never_exits_is_given_up_and_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Once, with a core kept busy, the JVM recording the archive never exited after its SIGTERM,
+    and the session's Spark tests all failed on their set-up's timeout. The archive only makes
+    starts faster: a recording that does not end is killed, and nothing half-written is kept."""
+    started: list[subprocess.Popen] = []
+
+    def launch(self: SparkConnectServer) -> subprocess.Popen:
+        # A JVM that ignores SIGTERM, in a process group of its own as the server's is; returned
+        # once it ignores it, as the real launch returns once the server answers.
+        ready = tmp_path / "ignoring-sigterm"
+        process = subprocess.Popen(
+            ["sh", "-c", f"trap '' TERM; touch '{ready}'; while :; do sleep 1; done"], start_new_session=True
+        )
+        started.append(process)
+        wait_for("the stand-in JVM to start", ready.exists, STOP_TIMEOUT)
+        return process
+
+    monkeypatch.setattr(SparkConnectServer, "launch", launch)
+    monkeypatch.setattr(spark_connect, "warm_up", lambda url, folder: None)
+    monkeypatch.setattr(spark_connect, "ARCHIVE_TIMEOUT", 1)
+    archive = tmp_path / "archives" / "classes.jsa"
+
+    assert spark_connect.record_class_archive(archive) is False
+
+    (process,) = started
+    assert process.returncode == -signal.SIGKILL
+    assert not archive.exists()
+    assert list(archive.parent.glob("*.recording")) == []
+
+
+def test_a_start_whose_archive_was_not_recorded_serves_without_one_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(spark_connect, "check_java", lambda: "17")
+    monkeypatch.setattr(spark_connect, "class_archive_path", lambda java_version: tmp_path / "classes.jsa")
+    monkeypatch.setattr(spark_connect, "record_class_archive", lambda archive: False)
+    launched: list[Path | None] = []
+    monkeypatch.setattr(SparkConnectServer, "launch", lambda self: launched.append(self.class_archive))
+    said: list[str] = []
+
+    SparkConnectServer(tmp_path / "state", free_port()).start(say=said.append)
+
+    assert launched == [None]
+    assert said[-1] == (
+        f"The JVM recording Spark's class archive did not exit within {spark_connect.ARCHIVE_TIMEOUT} s, "
+        "so this server starts without one (slower); the next start records it again."
+    )
 
 
 def test_stop_leaves_alone_a_process_that_reused_the_recorded_pid(tmp_path: Path):

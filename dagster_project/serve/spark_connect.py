@@ -52,8 +52,10 @@ JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m")
 # Bounds for a busy machine, not expectations: docs/benchmarks.md has the measured start times.
 START_TIMEOUT = 180
 STOP_GRACE = 30
-# Writing the class archive as the JVM exits took 50 s on this machine under load.
-ARCHIVE_TIMEOUT = 600
+# Writing the class archive as the JVM exits took 50 s on this machine under load; once, with a
+# core kept busy, that JVM never exited. The archive only speeds starts up: after this long the
+# recording is given up and the server starts without one.
+ARCHIVE_TIMEOUT = 240
 
 
 class SparkServerError(RuntimeError):
@@ -199,8 +201,12 @@ class SparkConnectServer:
                 "Recording Spark's class archive, once for this Java and pyspark (a minute or two): "
                 "later starts map the classes from it and serve in about half the time."
             )
-            record_class_archive(archive)
-        return replace(self, class_archive=archive).launch()
+            if not record_class_archive(archive):
+                say(
+                    f"The JVM recording Spark's class archive did not exit within {ARCHIVE_TIMEOUT} s, "
+                    "so this server starts without one (slower); the next start records it again."
+                )
+        return replace(self, class_archive=archive if archive.exists() else None).launch()
 
     def launch(self) -> subprocess.Popen:
         """Start the JVM, and return once it answers a query."""
@@ -291,15 +297,18 @@ class SparkConnectServer:
         return stopped
 
 
-def record_class_archive(archive: Path) -> None:
+def record_class_archive(archive: Path) -> bool:
     """Write ``archive``: a server of its own, in a temporary folder, runs what the pipeline runs
     (a CSV load into parquet, a join, views, table properties, the metastore), and its JVM
-    writes every class it loaded as it exits. Two starts at once record it once."""
+    writes every class it loaded as it exits. Two starts at once record it once.
+
+    False when that JVM did not exit within ``ARCHIVE_TIMEOUT`` of its SIGTERM: it is killed,
+    and no archive is written."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     with (archive.parent / "lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if archive.exists():
-            return
+            return True
         recording = archive.with_suffix(f".{os.getpid()}.recording")
         try:
             with tempfile.TemporaryDirectory(prefix="spark-class-archive-") as folder:
@@ -310,11 +319,16 @@ def record_class_archive(archive: Path) -> None:
                     # The JVM writes the archive as it exits, after Spark's shutdown hooks.
                     os.killpg(process.pid, signal.SIGTERM)
                     process.wait(timeout=ARCHIVE_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    return False
                 finally:
                     server.stop()
             # Only a JVM that ended by itself finished the file: a killed one may have left half.
             if process.returncode in (0, 143, -signal.SIGTERM) and recording.exists():
                 recording.replace(archive)
+            return True
         finally:
             recording.unlink(missing_ok=True)
 
