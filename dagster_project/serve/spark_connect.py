@@ -302,8 +302,8 @@ def record_class_archive(archive: Path) -> bool:
     (a CSV load into parquet, a join, views, table properties, the metastore), and its JVM
     writes every class it loaded as it exits. Two starts at once record it once.
 
-    False when that JVM did not exit within ``ARCHIVE_TIMEOUT`` of its SIGTERM: it is killed,
-    and no archive is written."""
+    False when that JVM did not exit within ``ARCHIVE_TIMEOUT`` of its SIGTERM: it is stopped
+    as any server is (``stop``, which kills what is left), and no archive is written."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     with (archive.parent / "lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -320,9 +320,7 @@ def record_class_archive(archive: Path) -> bool:
                     os.killpg(process.pid, signal.SIGTERM)
                     process.wait(timeout=ARCHIVE_TIMEOUT)
                 except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-                    return False
+                    return False  # stop() below kills what its SIGTERM did not end
                 finally:
                     server.stop()
             # Only a JVM that ended by itself finished the file: a killed one may have left half.
