@@ -147,7 +147,7 @@ def test_a_class_archive_recording_whose_jvm_never_exits_is_given_up_and_killed(
     monkeypatch.setattr(spark_connect, "STOP_GRACE", 1)
     archive = tmp_path / "archives" / "classes.jsa"
 
-    assert spark_connect.record_class_archive(archive) is False
+    assert spark_connect.record_class_archive(archive) == "the JVM recording it did not exit within 1 s"
 
     (process,) = started
     assert process.poll() is not None, "the recording's JVM was left running"
@@ -160,7 +160,9 @@ def test_a_start_whose_archive_was_not_recorded_serves_without_one_and_says_so(
 ):
     monkeypatch.setattr(spark_connect, "check_java", lambda: "17")
     monkeypatch.setattr(spark_connect, "class_archive_path", lambda java_version: tmp_path / "classes.jsa")
-    monkeypatch.setattr(spark_connect, "record_class_archive", lambda archive: False)
+    monkeypatch.setattr(
+        spark_connect, "record_class_archive", lambda archive: "the JVM recording it exited with status 1"
+    )
     launched: list[Path | None] = []
     monkeypatch.setattr(SparkConnectServer, "launch", lambda self: launched.append(self.class_archive))
     said: list[str] = []
@@ -169,9 +171,43 @@ def test_a_start_whose_archive_was_not_recorded_serves_without_one_and_says_so(
 
     assert launched == [None]
     assert said[-1] == (
-        f"The JVM recording Spark's class archive did not exit within {spark_connect.ARCHIVE_TIMEOUT} s, "
-        "so this server starts without one (slower); the next start records it again."
+        "Spark's class archive was not recorded: the JVM recording it exited with status 1. This "
+        "server starts without one (slower); the next start records it again."
     )
+
+
+@pytest.mark.parametrize(
+    ("on_sigterm", "reason"),
+    [
+        ('echo half > "$RECORDING"; exit 1', "the JVM recording it exited with status 1"),
+        ("exit 0", "the JVM recording it exited without writing it"),
+    ],
+)
+def test_a_class_archive_recording_whose_jvm_fails_keeps_nothing_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_sigterm: str, reason: str
+):
+    """A JVM that fails as it exits may leave half an archive, which every later start would map:
+    it is not kept, and the start is told why there is none."""
+
+    def launch(self: SparkConnectServer) -> subprocess.Popen:
+        ready = tmp_path / "ready"
+        process = subprocess.Popen(
+            ["sh", "-c", f"trap '{on_sigterm}' TERM; touch '{ready}'; while :; do sleep 1; done"],
+            env={**os.environ, "RECORDING": str(self.record_archive)},
+            start_new_session=True,
+        )
+        self.pid_file.write(psutil.Process(process.pid))
+        wait_for("the stand-in JVM to start", ready.exists, STOP_TIMEOUT)
+        return process
+
+    monkeypatch.setattr(SparkConnectServer, "launch", launch)
+    monkeypatch.setattr(spark_connect, "warm_up", lambda url, folder: None)
+    archive = tmp_path / "archives" / "classes.jsa"
+
+    assert spark_connect.record_class_archive(archive) == reason
+
+    assert not archive.exists()
+    assert list(archive.parent.glob("*.recording")) == []
 
 
 def test_stop_leaves_alone_a_process_that_reused_the_recorded_pid(tmp_path: Path):

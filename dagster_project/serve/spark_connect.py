@@ -201,10 +201,10 @@ class SparkConnectServer:
                 "Recording Spark's class archive, once for this Java and pyspark (a minute or two): "
                 "later starts map the classes from it and serve in about half the time."
             )
-            if not record_class_archive(archive):
+            if reason := record_class_archive(archive):
                 say(
-                    f"The JVM recording Spark's class archive did not exit within {ARCHIVE_TIMEOUT} s, "
-                    "so this server starts without one (slower); the next start records it again."
+                    f"Spark's class archive was not recorded: {reason}. This server starts without "
+                    "one (slower); the next start records it again."
                 )
         return replace(self, class_archive=archive if archive.exists() else None).launch()
 
@@ -297,18 +297,19 @@ class SparkConnectServer:
         return stopped
 
 
-def record_class_archive(archive: Path) -> bool:
+def record_class_archive(archive: Path) -> str | None:
     """Write ``archive``: a server of its own, in a temporary folder, runs what the pipeline runs
     (a CSV load into parquet, a join, views, table properties, the metastore), and its JVM
     writes every class it loaded as it exits. Two starts at once record it once.
 
-    False when that JVM did not exit within ``ARCHIVE_TIMEOUT`` of its SIGTERM: it is stopped
-    as any server is (``stop``, which kills what is left), and no archive is written."""
+    None once the archive exists; else why it does not. A JVM that does not exit within
+    ``ARCHIVE_TIMEOUT`` of its SIGTERM is stopped as any server is (``stop``, which kills what is
+    left); one that exits otherwise than on that SIGTERM may have left half a file, never kept."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     with (archive.parent / "lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if archive.exists():
-            return True
+            return None
         recording = archive.with_suffix(f".{os.getpid()}.recording")
         try:
             with tempfile.TemporaryDirectory(prefix="spark-class-archive-") as folder:
@@ -320,13 +321,17 @@ def record_class_archive(archive: Path) -> bool:
                     os.killpg(process.pid, signal.SIGTERM)
                     process.wait(timeout=ARCHIVE_TIMEOUT)
                 except subprocess.TimeoutExpired:
-                    return False  # stop() below kills what its SIGTERM did not end
+                    # stop() below kills what its SIGTERM did not end.
+                    return f"the JVM recording it did not exit within {ARCHIVE_TIMEOUT} s"
                 finally:
                     server.stop()
             # Only a JVM that ended by itself finished the file: a killed one may have left half.
-            if process.returncode in (0, 143, -signal.SIGTERM) and recording.exists():
-                recording.replace(archive)
-            return True
+            if process.returncode not in (0, 143, -signal.SIGTERM):
+                return f"the JVM recording it exited with status {process.returncode}"
+            if not recording.exists():
+                return "the JVM recording it exited without writing it"
+            recording.replace(archive)
+            return None
         finally:
             recording.unlink(missing_ok=True)
 
