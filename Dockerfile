@@ -1,6 +1,6 @@
 # The project's image. The code server, the daemon and the webserver all run it, each with a command
 # of its own (deploy/compose.yaml, deploy/helm/values.yaml): the daemon and the webserver need the
-# project too, because the instance's run launcher is the project's (dagster_project.run_launcher).
+# project too, because the instance's run launcher is the project's (dagster_project.instance.run_launcher).
 # .dockerignore keeps local state out: make serve's PostgreSQL and its password, the venv, DuckDB.
 FROM python:3.11-slim
 WORKDIR /opt/jaffle

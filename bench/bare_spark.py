@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.bare import DBT_SCHEMA, RAW_TABLES, dbt_build
 
-# The types the raw assets declare (dagster_project/raw_load.py), in Spark's DDL: the baseline
+# The types the raw assets declare (dagster_project/defs/ingest/tables.py), in Spark's DDL: the baseline
 # reads the files as the pipeline does, with no inference pass over the data.
 SPARK_SCHEMAS = {
     "raw_customers": "id int, first_name string, last_name string",

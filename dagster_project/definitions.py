@@ -12,11 +12,11 @@ from dagster import (
 
 from dagster_project.defs.automation import automate, jaffle_automation, jaffle_shop_job
 from dagster_project.defs.governance import describe, describe_assets, freshness_checks
-from dagster_project.defs.ingest import raw_tables
-from dagster_project.defs.raw_files import raw_files, raw_files_sensor
+from dagster_project.defs.ingest.assets import raw_tables
+from dagster_project.defs.ingest.files import raw_files, raw_files_sensor
 from dagster_project.defs.report import order_count_chart
 from dagster_project.defs.resources import build_resources
-from dagster_project.defs.transform import jaffle_shop_dbt_assets
+from dagster_project.defs.transform.assets import jaffle_shop_dbt_assets
 from dagster_project.quick_exit import skip_collection_at_exit
 from dagster_project.serve import warm_worker
 from dagster_project.settings import Settings, load_settings

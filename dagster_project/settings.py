@@ -32,7 +32,7 @@ INSTANCE_TEMPLATE = REPO_ROOT / "deploy" / "dagster.yaml"
 PRODUCTION_DIR = REPO_ROOT / "deploy" / "production"
 # The dbt beside this Python, so dbt works whether or not the venv is activated.
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
-# What runs start instead: the same dbt, killed when the run worker dies (dagster_project/dbt_child.py).
+# What runs start instead: the same dbt, killed when the run worker dies (dagster_project/defs/transform/dbt_child.py).
 DBT_CHILD_EXECUTABLE = str(Path(sys.executable).with_name("jaffle-dbt"))
 
 Environment = Literal["dev", "test", "prod", "spark"]

@@ -2,7 +2,7 @@
 
 from dagster import AssetKey, AssetSpec, Definitions
 
-from dagster_project.defs import ingest
+from dagster_project.defs.ingest import assets as ingest
 
 NEW_LOADER_VERSION = "2"
 

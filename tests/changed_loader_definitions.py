@@ -4,7 +4,7 @@ Loaded only in that code server's process: it changes ``INGEST_CODE_VERSION`` fo
 """
 
 from dagster_project.definitions import defs as project_defs
-from dagster_project.defs import ingest
+from dagster_project.defs.ingest import assets as ingest
 from tests.changed_loader import NEW_LOADER_VERSION, with_rebuilt_raw_orders
 
 ingest.INGEST_CODE_VERSION = NEW_LOADER_VERSION

@@ -25,8 +25,8 @@ from dagster import (
     ExecuteInProcessResult,
 )
 
-from dagster_project.data_source import LocalDataSource
 from dagster_project.definitions import build_defs
+from dagster_project.defs.ingest.data_source import LocalDataSource
 from dagster_project.settings import INSTANCE_TEMPLATE, REPO_ROOT, SAMPLE_DATA_DIR, Settings, load_settings
 from dagster_project.warehouse.duckdb import DuckDBWarehouse
 
@@ -192,8 +192,8 @@ def reorder_columns(path: Path) -> None:
 
 def load_sample_tables(conn, data_dir: Path = SAMPLE_DATA_DIR) -> None:
     """Load and publish the three raw files, as a good run of the raw assets would leave them."""
-    from dagster_project.defs.ingest import raw_entry
-    from dagster_project.raw_load import RAW_TABLES
+    from dagster_project.defs.ingest.assets import raw_entry
+    from dagster_project.defs.ingest.tables import RAW_TABLES
     from dagster_project.warehouse import publish, version_name
     from dagster_project.warehouse.duckdb import DuckDBSession
 
@@ -223,7 +223,7 @@ def materialize_raw(
     """Materialize the selected raw assets alone, as "Materialize selected" does in the UI."""
     from dagster import AssetKey, materialize
 
-    from dagster_project.defs.ingest import raw_tables
+    from dagster_project.defs.ingest.assets import raw_tables
 
     return materialize(
         [raw_tables],

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import duckdb
 
-from dagster_project.csv_errors import RawFileError
-from dagster_project.input_contract import EXPECTED
-from dagster_project.raw_load import RAW_TABLES
+from dagster_project.defs.ingest.csv_errors import RawFileError
+from dagster_project.defs.ingest.input_contract import EXPECTED
+from dagster_project.defs.ingest.tables import RAW_TABLES
 from dagster_project.warehouse import BUILD_SCHEMA
 from dagster_project.warehouse.duckdb import DuckDBSession
 

@@ -4,7 +4,7 @@ import hashlib
 import zlib
 from pathlib import Path
 
-from dagster_project.data_source import DataSource, DataSourceError, FileStat
+from dagster_project.defs.ingest.data_source import DataSource, DataSourceError, FileStat
 
 
 class InMemoryDataSource(DataSource):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from dagster_project.accepted_values import (
+from dagster_project.defs.ingest.accepted_values import (
     ORDER_STATUSES,
     PAYMENT_METHODS,
     AcceptedValuesError,

@@ -19,10 +19,10 @@ from dagster import (
 )
 from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
 
-from dagster_project.data_source import LocalDataSource
 from dagster_project.defs.automation import RUN_TAGS, jaffle_automation, jaffle_shop_job
-from dagster_project.defs.raw_files import raw_files_sensor
-from dagster_project.raw_load import RAW_TABLES
+from dagster_project.defs.ingest.data_source import LocalDataSource
+from dagster_project.defs.ingest.files import raw_files_sensor
+from dagster_project.defs.ingest.tables import RAW_TABLES
 from tests.helpers import FILE_ASSETS, PROJECT_ASSETS, ProjectTemplate, make_project_env, replace_file
 
 ORDERS_AND_WHAT_READS_THEM = {"raw_orders", "stg_orders", "orders", "customers", "order_count_chart"}

@@ -10,10 +10,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dagster_project.csv_errors import RawFileError, describe_csv_error, refuse_unreadable
-from dagster_project.data_source import DataSourceError, LocalDataSource
-from dagster_project.input_contract import EXPECTED
-from dagster_project.raw_load import RAW_TABLES
+from dagster_project.defs.ingest.csv_errors import RawFileError, describe_csv_error, refuse_unreadable
+from dagster_project.defs.ingest.data_source import DataSourceError, LocalDataSource
+from dagster_project.defs.ingest.input_contract import EXPECTED
+from dagster_project.defs.ingest.tables import RAW_TABLES
 from dagster_project.settings import SAMPLE_DATA_DIR
 from dagster_project.warehouse.duckdb import DuckDBSession
 from tests.helpers import load_sample_tables, materialize_raw, replace_file

@@ -5,9 +5,9 @@ import re
 import duckdb
 import pytest
 
-from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
 from dagster_project.cli import datagen
 from dagster_project.cli.datagen import generate, main
+from dagster_project.defs.ingest.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
 
 
 def load(out):

@@ -9,9 +9,9 @@ import shutil
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from dagster_project.csv_errors import RawFileError
-from dagster_project.data_source import LocalDataSource
-from dagster_project.raw_load import RAW_TABLES, combined_fingerprint, table_files
+from dagster_project.defs.ingest.csv_errors import RawFileError
+from dagster_project.defs.ingest.data_source import LocalDataSource
+from dagster_project.defs.ingest.tables import RAW_TABLES, combined_fingerprint, table_files
 from tests.helpers import FullRun, ProjectEnv, materialize_raw, reorder_columns, replace_file, split_by_day
 from tests.test_raw_files_sensor import Sensor
 

@@ -20,9 +20,7 @@ child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], env=env)
 print(child.pid, flush=True)
 child.wait()
 """
-CHILD = (
-    "from dagster_project.dbt_child import die_with_parent; die_with_parent(); import time; time.sleep(120)"
-)
+CHILD = "from dagster_project.defs.transform.dbt_child import die_with_parent; die_with_parent(); import time; time.sleep(120)"
 
 
 def wait_until_gone(pid: int, timeout: float = 30.0) -> bool:

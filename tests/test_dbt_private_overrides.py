@@ -11,10 +11,10 @@ from functools import cached_property
 import pytest
 from dagster_dbt import DbtCliResource
 
-from dagster_project.defs.transform import DbtCli
+from dagster_project.defs.transform.assets import DbtCli
 
 UPGRADE_NOTE = (
-    "DbtCli in dagster_project/defs/transform.py overrides DbtCliResource.{name}, and this "
+    "DbtCli in dagster_project/defs/transform/assets.py overrides DbtCliResource.{name}, and this "
     "dagster-dbt changed it: {what}. Read DbtCliResource.cli() in the new dagster-dbt, then either "
     "adapt the override or drop it (measure a run with and without it; docs/testing.md has the "
     "figures), and update this test."

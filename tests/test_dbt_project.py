@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from dagster_project.dbt_project import manifest_is_stale, parsed_files
+from dagster_project.defs.transform.project import manifest_is_stale, parsed_files
 from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT
 
 

@@ -96,7 +96,7 @@ def test_a_ui_run_whose_worker_is_killed_during_dbt_leaves_nothing_behind_and_th
     (dbt,) = wait_for("dbt to start in the run", lambda: dbt_processes(worker.pid), START_TIMEOUT)
     worker.send_signal(signal.SIGKILL)
 
-    # dbt dies with the worker (dagster_project/dbt_child.py), so nothing holds the DuckDB file.
+    # dbt dies with the worker (dagster_project/defs/transform/dbt_child.py), so nothing holds the DuckDB file.
     _, alive = psutil.wait_procs([dbt], timeout=START_TIMEOUT)
     assert not alive, "dbt outlived its run's worker"
     wait_for(

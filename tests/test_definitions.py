@@ -7,8 +7,8 @@ from pathlib import Path
 
 from dagster import AssetKey
 
-from dagster_project.dbt_project import jaffle_shop_project
 from dagster_project.definitions import defs
+from dagster_project.defs.transform.project import jaffle_shop_project
 from dagster_project.settings import REPO_ROOT
 from tests.helpers import FILE_ASSETS, PROJECT_ASSETS, VENV_BIN
 
@@ -64,7 +64,7 @@ def test_dg_check_defs_passes_on_the_project(project_env):
 UNBOUND_DATA_SOURCE = """
 from dagster import Definitions
 
-from dagster_project.defs.ingest import raw_tables
+from dagster_project.defs.ingest.assets import raw_tables
 from dagster_project.warehouse.duckdb import DuckDBWarehouse
 
 # The raw assets ask for `data_source`; this project binds only `duckdb`.
@@ -111,8 +111,8 @@ def code_references(asset: str) -> dict[str, int | None]:
 
 
 def test_each_asset_links_to_the_decorator_that_defines_it_and_each_model_to_its_sql():
-    defined_by = {"raw_tables": "dagster_project/defs/ingest.py"}
-    defined_by |= {"jaffle_shop_dbt_assets": "dagster_project/defs/transform.py"}
+    defined_by = {"raw_tables": "dagster_project/defs/ingest/assets.py"}
+    defined_by |= {"jaffle_shop_dbt_assets": "dagster_project/defs/transform/assets.py"}
     defined_by |= {"order_count_chart": "dagster_project/defs/report.py"}
     for asset in PROJECT_ASSETS:
         references = code_references(asset)

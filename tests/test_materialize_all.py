@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey
 
-from dagster_project.accepted_values import PAYMENT_METHODS
+from dagster_project.defs.ingest.accepted_values import PAYMENT_METHODS
 from tests.helpers import PROJECT_ASSETS
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -7,8 +7,8 @@ import yaml
 from dbt.config.renderer import ProfileRenderer
 from dbt_common.context import set_invocation_context
 
-from dagster_project.dbt_project import project_vars
 from dagster_project.defs.resources import build_resources
+from dagster_project.defs.transform.project import project_vars
 from dagster_project.settings import REPO_ROOT, SettingsError, load_settings, machine_memory_bytes
 
 

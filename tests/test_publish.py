@@ -22,8 +22,8 @@ from dagster import (
 )
 from dagster._core.events import StepMaterializationData
 
-from dagster_project.defs.ingest import raw_entry
-from dagster_project.raw_load import RAW_TABLES
+from dagster_project.defs.ingest.assets import raw_entry
+from dagster_project.defs.ingest.tables import RAW_TABLES
 from dagster_project.warehouse import Entry, version_name
 from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse.duckdb import DuckDBSession

@@ -44,5 +44,5 @@ def test_a_process_that_imports_nothing_of_the_project_collects_as_python_does(p
 
 
 def test_dbt_started_as_a_run_starts_it_freezes_its_objects_at_exit(project_env):
-    script = "sys.argv = ['jaffle-dbt', '--version']\nfrom dagster_project.dbt_child import main\nmain()\n"
+    script = "sys.argv = ['jaffle-dbt', '--version']\nfrom dagster_project.defs.transform.dbt_child import main\nmain()\n"
     assert frozen_at_exit(script, {**os.environ, **project_env.variables}) > 10_000

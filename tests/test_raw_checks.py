@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetSelection, Failure, materialize
 
-from dagster_project.data_source import LocalDataSource
-from dagster_project.defs.ingest import RAW_KEYS, raw_tables
-from dagster_project.raw_checks import Candidate, raw_checks
-from dagster_project.raw_load import RAW_TABLES, RawLoadConfig
+from dagster_project.defs.ingest.assets import RAW_KEYS, raw_tables
+from dagster_project.defs.ingest.checks import Candidate, raw_checks
+from dagster_project.defs.ingest.data_source import LocalDataSource
+from dagster_project.defs.ingest.tables import RAW_TABLES, RawLoadConfig
 from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse.duckdb import DuckDBSession
 from tests.helpers import load_sample_tables, materialize_raw, replace_file

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, SensorResult, build_sensor_context
 
-from dagster_project.data_source import DataSource, LocalDataSource
-from dagster_project.defs.raw_files import DATA_VERSION_TAG, FILE_KEYS, raw_files_sensor
-from dagster_project.raw_load import RAW_TABLES
+from dagster_project.defs.ingest.data_source import DataSource, LocalDataSource
+from dagster_project.defs.ingest.files import DATA_VERSION_TAG, FILE_KEYS, raw_files_sensor
+from dagster_project.defs.ingest.tables import RAW_TABLES
 from tests.mocks import InMemoryDataSource
 
 GOOD = {

@@ -11,9 +11,9 @@ from dagster import (
     materialize,
 )
 
-from dagster_project.data_source import DataSourceError, LocalDataSource
-from dagster_project.defs.ingest import raw_tables
-from dagster_project.raw_load import INGEST_CODE_VERSION
+from dagster_project.defs.ingest.assets import raw_tables
+from dagster_project.defs.ingest.data_source import DataSourceError, LocalDataSource
+from dagster_project.defs.ingest.tables import INGEST_CODE_VERSION
 from dagster_project.warehouse.duckdb import DuckDBWarehouse
 from tests.mocks import InMemoryDataSource
 

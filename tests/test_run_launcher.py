@@ -28,7 +28,12 @@ from dagster import (
 )
 from dagster._core.storage.tags import GRPC_INFO_TAG
 
-from dagster_project.run_launcher import WORKER_TAG, HealthCheckedRunLauncher, process_table, worker_tags
+from dagster_project.instance.run_launcher import (
+    WORKER_TAG,
+    HealthCheckedRunLauncher,
+    process_table,
+    worker_tags,
+)
 from dagster_project.serve.services import free_port, port_open
 from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse import run_key

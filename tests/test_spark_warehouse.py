@@ -13,7 +13,7 @@ import pytest
 from dagster import AssetKey, Definitions, ExecuteInProcessResult
 
 from dagster_project.definitions import build_defs
-from dagster_project.input_contract import EXPECTED
+from dagster_project.defs.ingest.input_contract import EXPECTED
 from dagster_project.settings import load_settings
 from dagster_project.warehouse.spark import SparkWarehouse, repointed
 from tests.helpers import PROJECT_ASSETS, ProjectEnv, make_project_env, materialize_raw

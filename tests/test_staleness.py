@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from dagster import AssetKey, Definitions
 
-from dagster_project.defs import ingest
+from dagster_project.defs.ingest import assets as ingest
 from tests.changed_loader import NEW_LOADER_VERSION, with_rebuilt_raw_orders
 from tests.helpers import FILE_ASSETS, PROJECT_ASSETS, FullRun, UIGraphQL, ui_graphql_for
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from dagster import DagsterInstance
 
-from dagster_project.run_launcher import reported_pid
+from dagster_project.instance.run_launcher import reported_pid
 from tests.browser import TERMINAL_RUN_STATUSES, wait_for
 from tests.dagster_dev import LAUNCH_RUN
 from tests.helpers import UIGraphQL, ui_graphql_for

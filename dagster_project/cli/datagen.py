@@ -28,7 +28,7 @@ from pathlib import Path
 
 import duckdb
 
-from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
+from dagster_project.defs.ingest.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
 
 # Per unit of scale, as in the bundled sample.
 CUSTOMERS, ORDERS, PAYMENTS = 100, 99, 113

@@ -8,7 +8,7 @@ from dagster import DagsterEventType, DagsterInstance, Definitions
 
 def run_config(allow_shrink: bool) -> dict:
     """The run config of the raw loads (RawLoadConfig), as the UI's Launchpad would write it."""
-    from dagster_project.defs.ingest import raw_tables
+    from dagster_project.defs.ingest.assets import raw_tables
 
     return {"ops": {raw_tables.op.name: {"config": {"allow_shrink": True}}}} if allow_shrink else {}
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def materialize(defs: Definitions, config: dict | None = None) -> int:
     """Run ``defs``' job in this process; 0 if it succeeded, else 1 with each failed step's reason."""
-    from dagster_project.run_launcher import worker_tags
+    from dagster_project.instance.run_launcher import worker_tags
 
     job = defs.resolve_job_def("jaffle_shop_job")
     # DagsterInstance.get() follows DAGSTER_HOME, so headless runs show up in the UI too. The

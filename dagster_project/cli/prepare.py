@@ -4,7 +4,7 @@ from dagster_project.settings import load_settings
 
 
 def main() -> None:
-    from dagster_project.dbt_project import build_project, prepare
+    from dagster_project.defs.transform.project import build_project, prepare
 
     project = build_project(load_settings())
     prepare(project)

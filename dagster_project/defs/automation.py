@@ -5,7 +5,7 @@ Every asset carries an automation condition, which Dagster's automation sensor,
 
 - ``raw_customers``, ``raw_orders``, ``raw_payments``: on a new file, and at 06:00 UTC every
   day. A raw table is requested once its file has a new data version (a new sha256, reported
-  by ``raw_files_sensor`` once the file held still: ``dagster_project/defs/raw_files.py``); the
+  by ``raw_files_sensor`` once the file held still: ``dagster_project/defs/ingest/files.py``); the
   daily tick requests all three, whether or not a file changed.
 - The dbt models and the chart: with what they read, in the same run, so write-audit-publish
   sees the whole change at once; and eager, after a run that rebuilt what they read without
@@ -38,8 +38,8 @@ from dagster import (
     define_asset_job,
 )
 
-from dagster_project.defs.ingest import RAW_KEYS
-from dagster_project.defs.raw_files import FILE_KEYS
+from dagster_project.defs.ingest.assets import RAW_KEYS
+from dagster_project.defs.ingest.files import FILE_KEYS
 from dagster_project.warehouse.publish import AUTOMATED, TRIGGER_TAG
 
 DAILY_CRON = "0 6 * * *"

@@ -16,7 +16,7 @@ from dagster import (
 from dagster_dbt import get_asset_key_for_model
 from pydantic import Field
 
-from dagster_project.defs.transform import jaffle_shop_dbt_assets
+from dagster_project.defs.transform.assets import jaffle_shop_dbt_assets
 from dagster_project.settings import resolve_path
 from dagster_project.warehouse import Warehouse
 

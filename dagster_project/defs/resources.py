@@ -9,10 +9,10 @@ from pathlib import Path
 
 from dagster import EnvVar
 
-from dagster_project.data_source import LocalDataSource
-from dagster_project.dbt_project import build_project
+from dagster_project.defs.ingest.data_source import LocalDataSource
 from dagster_project.defs.report import ChartOutput
-from dagster_project.defs.transform import DbtCli
+from dagster_project.defs.transform.assets import DbtCli
+from dagster_project.defs.transform.project import build_project
 from dagster_project.settings import DBT_CHILD_EXECUTABLE, REPO_ROOT, SPARK_TOKEN_VARIABLE, Settings
 from dagster_project.warehouse import Warehouse
 from dagster_project.warehouse.duckdb import DuckDBWarehouse

@@ -179,12 +179,12 @@ class Session(ABC):
 
     def load_csv(self, table: Any, paths: list[Path], allow_empty: bool, into: str) -> int:
         """Create ``into`` in the build schema from the rows of every file in ``paths`` (one,
-        or a table's day files; ``table`` is a ``raw_load.RawTable``).
+        or a table's day files; ``table`` is a ``RawTable`` of ``defs/ingest/tables.py``).
 
         Returns the row count. A file that fails to load leaves nothing behind.
         """
-        from dagster_project.csv_errors import RawFileError
-        from dagster_project.raw_load import read_header, refused
+        from dagster_project.defs.ingest.csv_errors import RawFileError
+        from dagster_project.defs.ingest.tables import read_header, refused
 
         try:
             return self._create_table(

@@ -28,8 +28,13 @@ from dagster import InitResourceContext, TableColumn, TableSchema
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
-from dagster_project import input_contract
-from dagster_project.csv_errors import RawFileError, describe_csv_error, files_place, first_bad_record
+from dagster_project.defs.ingest import input_contract
+from dagster_project.defs.ingest.csv_errors import (
+    RawFileError,
+    describe_csv_error,
+    files_place,
+    first_bad_record,
+)
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse, WarehouseLockedError
 
 PUBLISHED_SCHEMA = "main"
@@ -100,7 +105,7 @@ class DuckDBSession(Session):
     # leaves nothing behind.
 
     def _create_table(self, table, headers: dict[Path, list[str]], allow_empty: bool, into: str) -> int:
-        from dagster_project.raw_load import empty_file_error, files_with_one_header
+        from dagster_project.defs.ingest.tables import empty_file_error, files_with_one_header
 
         conn = self.conn
         # Every column is read as text and converted by the input contract, in the same
@@ -384,7 +389,7 @@ class DuckDBWarehouse(DuckDBResource, Warehouse):
         self._lease.release()
 
     def dbt_vars(self) -> list[str]:
-        from dagster_project.dbt_project import dbt_vars
+        from dagster_project.defs.transform.project import dbt_vars
 
         return dbt_vars(self.database, self.memory_limit)
 

@@ -35,8 +35,13 @@ from typing import TYPE_CHECKING, TypeVar
 from dagster import InitResourceContext, TableColumn, TableSchema
 from pydantic import Field, PrivateAttr
 
-from dagster_project import input_contract
-from dagster_project.csv_errors import RawFileError, files_place, first_bad_record, refuse_unreadable
+from dagster_project.defs.ingest import input_contract
+from dagster_project.defs.ingest.csv_errors import (
+    RawFileError,
+    files_place,
+    first_bad_record,
+    refuse_unreadable,
+)
 from dagster_project.settings import DEFAULT_SPARK_REMOTE
 from dagster_project.spark_url import connect_url, redact, shown
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, State, Warehouse
@@ -158,7 +163,7 @@ class SparkWarehouseSession(Session):
     # Loading a raw CSV file with Spark's reader: the declared types, FAILFAST.
 
     def _create_table(self, table, headers: dict[Path, list[str]], allow_empty: bool, into: str) -> int:
-        from dagster_project.raw_load import empty_file_error, files_with_one_header
+        from dagster_project.defs.ingest.tables import empty_file_error, files_with_one_header
 
         # Spark's reader takes any bytes, loading what is not UTF-8 as replacement characters,
         # and any mix of line endings, which DuckDB refuses.

@@ -25,11 +25,11 @@ from dagster import (
     multi_asset,
 )
 
-from dagster_project.csv_errors import RawFileError
-from dagster_project.data_source import DataSource, DataSourceError
-from dagster_project.defs.raw_files import FILE_KEYS
-from dagster_project.raw_checks import Candidate, RawCheck, missing_table_result, raw_checks
-from dagster_project.raw_load import (
+from dagster_project.defs.ingest.checks import Candidate, RawCheck, missing_table_result, raw_checks
+from dagster_project.defs.ingest.csv_errors import RawFileError
+from dagster_project.defs.ingest.data_source import DataSource, DataSourceError
+from dagster_project.defs.ingest.files import FILE_KEYS
+from dagster_project.defs.ingest.tables import (
     INGEST_CODE_VERSION,
     RAW_TABLES,
     RawLoadConfig,
@@ -51,7 +51,7 @@ RAW_ASSET_SPECS = [
         kinds={"python", "duckdb"},
         code_version=INGEST_CODE_VERSION,
         description=f"{table.layouts} from the data source, loaded into DuckDB as {table.name}.",
-        # The file, as raw_files_sensor reports it (dagster_project/defs/raw_files.py): its new
+        # The file, as raw_files_sensor reports it (dagster_project/defs/ingest/files.py): its new
         # version is what automation loads this table on.
         deps=[FILE_KEYS[table.file_name]],
         # Not yielded unless this step publishes the table: a materialization is recorded only

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-# Found beside this package, not through settings.py: settings imports dagster (about 2 s), and
-# the data generator, which imports this module, must start at once.
-DBT_PROJECT_FILE = Path(__file__).resolve().parent.parent / "jaffle_shop" / "dbt_project.yml"
+# Found from this file (dagster_project/defs/ingest/), not through settings.py: settings imports
+# dagster (about 2 s), and the data generator, which imports this module, must start at once.
+DBT_PROJECT_FILE = Path(__file__).resolve().parents[3] / "jaffle_shop" / "dbt_project.yml"
 
 
 class AcceptedValuesError(ValueError):

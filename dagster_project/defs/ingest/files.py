@@ -37,9 +37,9 @@ from dagster import (
     sensor,
 )
 
-from dagster_project.csv_errors import RawFileError
-from dagster_project.data_source import DataSource, FileStat
-from dagster_project.raw_load import RAW_TABLES, combined_fingerprint, table_files
+from dagster_project.defs.ingest.csv_errors import RawFileError
+from dagster_project.defs.ingest.data_source import DataSource, FileStat
+from dagster_project.defs.ingest.tables import RAW_TABLES, combined_fingerprint, table_files
 
 FILE_KEYS = {table.file_name: AssetKey(f"{table.name}_file") for table in RAW_TABLES}
 # The tag a data version travels in on an event reported from outside a run, as the sensor's

@@ -23,7 +23,7 @@ from dagster import (
     MetadataValue,
 )
 
-from dagster_project.raw_load import RAW_TABLES, RawLoadConfig, RawTable
+from dagster_project.defs.ingest.tables import RAW_TABLES, RawLoadConfig, RawTable
 from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session
 
 # At most this many distinct offending values are fetched; the row count covers them all.

@@ -11,7 +11,7 @@ import csv
 import re
 from pathlib import Path
 
-from dagster_project.input_contract import EXPECTED, invalid
+from dagster_project.defs.ingest.input_contract import EXPECTED, invalid
 
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
 _ORIGINAL = re.compile(r"Original Line: (.*?)\n", re.DOTALL)

@@ -25,9 +25,9 @@ from dagster_dbt import (
 )
 from packaging import version
 
-from dagster_project.dbt_child import PARENT_VARIABLE
-from dagster_project.dbt_project import jaffle_shop_project
-from dagster_project.defs.ingest import RAW_KEYS
+from dagster_project.defs.ingest.assets import RAW_KEYS
+from dagster_project.defs.transform.dbt_child import PARENT_VARIABLE
+from dagster_project.defs.transform.project import jaffle_shop_project
 from dagster_project.warehouse import Entry, Session, Warehouse, version_name
 from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse.catalog import restore_catalog

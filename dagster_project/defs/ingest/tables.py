@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 from dagster import Config
 from pydantic import Field
 
-from dagster_project.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
-from dagster_project.csv_errors import RawFileError, files_place
+from dagster_project.defs.ingest.accepted_values import ORDER_STATUSES, PAYMENT_METHODS
+from dagster_project.defs.ingest.csv_errors import RawFileError, files_place
 
 # Bump when the loading logic changes, so Dagster marks everything downstream as stale.
 INGEST_CODE_VERSION = "1"

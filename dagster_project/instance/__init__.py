@@ -1,0 +1,1 @@
+"""What the Dagster instance's settings (``deploy/dagster.yaml``) name: the run launcher."""
