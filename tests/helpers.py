@@ -148,6 +148,17 @@ class ProjectEnv:
 CLASSIC_DATA_DIR = Path(__file__).parent / "fixtures" / "classic"
 
 
+def copy_tracked_files(root: Path) -> None:
+    """Copy the files git tracks under ``root``, as a fresh clone has them."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True, timeout=60
+    ).stdout.decode()
+    for name in filter(None, tracked.split("\0")):
+        if (REPO_ROOT / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, root / name)
+
+
 def replace_file(path: Path, data: str | bytes) -> None:
     """Give ``path`` new contents. The sample files are copied read-only: replace, not overwrite."""
     path.unlink()

@@ -15,7 +15,14 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from dagster_project.cli.datagen import generate
 from dagster_project.settings import REPO_ROOT, SAMPLE_DATA_DIR
-from tests.helpers import VENV_BIN, load_sample_tables, make_project_env, run_make, shell_environment
+from tests.helpers import (
+    VENV_BIN,
+    copy_tracked_files,
+    load_sample_tables,
+    make_project_env,
+    run_make,
+    shell_environment,
+)
 
 # A Python warning (`SupersessionWarning: …`), Dagster's logger (`- WARNING -`) or dg's own
 # (`To suppress this warning, …`); dbt's `WARN=0` summary is no warning.
@@ -29,13 +36,7 @@ DAGSTER_COMMANDS = ("dg launch --job jaffle_shop_job",)
 
 def checkout_copy(root: Path) -> Path:
     """The files git tracks, as a fresh clone has them, with this checkout's venv."""
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True, timeout=60
-    ).stdout.decode()
-    for name in filter(None, tracked.split("\0")):
-        if (REPO_ROOT / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, root / name)
+    copy_tracked_files(root)
     (root / ".venv").symlink_to(VENV_BIN.parent)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True, timeout=60)
     return root

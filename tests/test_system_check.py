@@ -18,6 +18,7 @@ import pytest
 
 from dagster_project import system_check
 from dagster_project.settings import REPO_ROOT
+from tests.helpers import copy_tracked_files
 
 LINUX_PATH = "/usr/local/bin:/usr/bin:/bin"
 MACOS_PATH = "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin"
@@ -303,13 +304,7 @@ def fresh_checkout(ordinary_user: str) -> Iterator[Path]:
     # Not under pytest's tmp_path: /tmp/pytest-of-root is root's alone.
     root = Path(tempfile.mkdtemp(prefix="jaffle-newcomer-"))
     try:
-        tracked = subprocess.run(
-            ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True, timeout=60
-        ).stdout.decode()
-        for name in filter(None, tracked.split("\0")):
-            if (REPO_ROOT / name).is_file():
-                (root / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO_ROOT / name, root / name)
+        copy_tracked_files(root)
         subprocess.run(["chown", "-R", f"{ordinary_user}:", str(root)], check=True, timeout=60)
         root.chmod(0o755)
         yield root
