@@ -17,8 +17,8 @@ from dagster_project.defs.ingest.files import raw_files, raw_files_sensor
 from dagster_project.defs.report import order_count_chart
 from dagster_project.defs.resources import build_resources
 from dagster_project.defs.transform.assets import jaffle_shop_dbt_assets
+from dagster_project.instance import warm_worker
 from dagster_project.quick_exit import skip_collection_at_exit
-from dagster_project.serve import warm_worker
 from dagster_project.settings import Settings, load_settings
 
 

@@ -90,7 +90,7 @@ class Settings:
     # JAFFLE_ENV=spark: the Spark Connect URL, without the token (SPARK_CONNECT_TOKEN).
     spark_remote: str = DEFAULT_SPARK_REMOTE
     # A code server forks its runs from a process with the libraries imported
-    # (dagster_project/serve/warm_worker.py); JAFFLE_WARM_WORKER=0 spawns each run afresh.
+    # (dagster_project/instance/warm_worker.py); JAFFLE_WARM_WORKER=0 spawns each run afresh.
     warm_worker: bool = True
 
     @property

@@ -13,7 +13,7 @@ from dagster import Definitions, EnvVar
 
 from dagster_project.definitions import build_defs
 from dagster_project.defs.resources import build_resources
-from dagster_project.serve.warm_worker import in_code_server
+from dagster_project.instance.warm_worker import in_code_server
 from dagster_project.settings import (
     ENVIRONMENTS,
     REPO_ROOT,

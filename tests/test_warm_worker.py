@@ -1,4 +1,4 @@
-"""The warm run worker (dagster_project/serve/warm_worker.py), in a real code server.
+"""The warm run worker (dagster_project/instance/warm_worker.py), in a real code server.
 
 Runs are launched as the UI launches them: Materialize selected through GraphQL, then taken off
 the queue and launched through the instance's run launcher, as the daemon does, into a code
