@@ -57,6 +57,19 @@ def sudo(is_root: bool) -> str:
     return "" if is_root else "sudo "
 
 
+def for_system(
+    platform: str, package_manager: str | None, *, brew: str, apt: str, dnf: str, other: str
+) -> str:
+    """The one of these that fits the system: macOS (Homebrew), apt-get, dnf, or anything else."""
+    if platform == "darwin":
+        return brew
+    if package_manager == "apt-get":
+        return apt
+    if package_manager == "dnf":
+        return dnf
+    return other
+
+
 def python_problem(
     version: tuple[int, int],
     has_ensurepip: bool,
@@ -69,14 +82,14 @@ def python_problem(
     (oldest, first_unsupported) = supported
     if not oldest <= version < first_unsupported:
         newest = f"3.{first_unsupported[1] - 1}"
-        if platform == "darwin":
-            get = f"brew install python@{newest}"
-        elif package_manager == "apt-get":
-            get = f"{sudo(is_root)}apt-get install python{newest} python{newest}-venv"
-        elif package_manager == "dnf":
-            get = f"{sudo(is_root)}dnf install python{newest}"
-        else:
-            get = f"uv python install {newest}"
+        get = for_system(
+            platform,
+            package_manager,
+            brew=f"brew install python@{newest}",
+            apt=f"{sudo(is_root)}apt-get install python{newest} python{newest}-venv",
+            dnf=f"{sudo(is_root)}dnf install python{newest}",
+            other=f"uv python install {newest}",
+        )
         return (
             f"Python {version[0]}.{version[1]} cannot run this project: it needs Python "
             f"3.{oldest[1]} to {newest}, the range {NEWEST_PYTHON_BOUND_BY} and the lock allow. "
@@ -148,16 +161,14 @@ def browser_hint(env: Mapping[str, str], platform: str, package_manager: str | N
             f"CHROME_PATH is {chrome_path}, which is not an executable file: point it at a Chromium or "
             "Chrome (or unset it), then run 'make test' again."
         )
-    if platform == "darwin":
-        install = "'brew install --cask chromium' (or Google Chrome from google.com/chrome)"
-    elif package_manager == "apt-get":
-        install = (
-            f"'{sudo(is_root)}apt-get install chromium' (on Ubuntu: '{sudo(is_root)}snap install chromium')"
-        )
-    elif package_manager == "dnf":
-        install = f"'{sudo(is_root)}dnf install chromium'"
-    else:
-        install = "your system's package manager (the package is usually 'chromium')"
+    install = for_system(
+        platform,
+        package_manager,
+        brew="'brew install --cask chromium' (or Google Chrome from google.com/chrome)",
+        apt=f"'{sudo(is_root)}apt-get install chromium' (on Ubuntu: '{sudo(is_root)}snap install chromium')",
+        dnf=f"'{sudo(is_root)}dnf install chromium'",
+        other="your system's package manager (the package is usually 'chromium')",
+    )
     return (
         f"The browser test needs Chromium or Chrome and found none: install it with {install}, "
         "or set CHROME_PATH to one, then run 'make test' again."
@@ -179,14 +190,14 @@ def java_problem(
     """Why Spark cannot run on this machine's Java, with the command that fixes it; None when it can."""
     if java is not None and (java_major(version_output) or 0) >= OLDEST_JAVA:
         return None
-    if platform == "darwin":
-        install = f"'brew install openjdk@{OLDEST_JAVA}'"
-    elif package_manager == "apt-get":
-        install = f"'{sudo(is_root)}apt-get install {JAVA_PACKAGE}'"
-    elif package_manager == "dnf":
-        install = f"'{sudo(is_root)}dnf install java-{OLDEST_JAVA}-openjdk-headless'"
-    else:
-        install = f"your system's package manager (a Java {OLDEST_JAVA} or newer runtime)"
+    install = for_system(
+        platform,
+        package_manager,
+        brew=f"'brew install openjdk@{OLDEST_JAVA}'",
+        apt=f"'{sudo(is_root)}apt-get install {JAVA_PACKAGE}'",
+        dnf=f"'{sudo(is_root)}dnf install java-{OLDEST_JAVA}-openjdk-headless'",
+        other=f"your system's package manager (a Java {OLDEST_JAVA} or newer runtime)",
+    )
     found = "found none on PATH" if java is None else f"found {java}: {version_output.strip()[:80]!r}"
     return (
         f"Spark needs Java {OLDEST_JAVA} or newer and {found}: install it with {install}, "
