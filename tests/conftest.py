@@ -3,6 +3,7 @@
 The helpers they are built from live in ``tests/helpers.py``.
 """
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,19 @@ from tests.helpers import (
     make_project_env,
     ui_graphql_for,
 )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each test starts with SIGTERM's default action, before any of its fixtures.
+
+    A Dagster run in this process gives SIGTERM whatever SIGINT has
+    (``dagster._utils.interrupts``), for good. Where SIGINT is ignored (``make test &`` from a
+    script, ``nohup``), SIGTERM is then ignored too, and so is it by every process a later test
+    starts: a stand-in server never stops, and a JVM, which installs no shutdown handler for an
+    ignored signal, never writes its class archive.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture
