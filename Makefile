@@ -45,10 +45,11 @@ run: setup $(if $(filter spark,$(JAFFLE_ENV)),$(SPARK_NEEDS))
 	JAFFLE_OPEN_CHART=$${JAFFLE_OPEN_CHART:-1} python -m dagster_project.serve.dev \
 	  dg dev --no-check-yaml --host 127.0.0.1 --port $(UI_PORT)
 
-# Tests run on one worker per core (pytest-xdist), a module to a worker, the Spark modules together,
-# the longest first (tests/conftest.py).
-# The 25 slowest steps are listed at the end: where the suite's time goes (docs/testing.md).
-TEST_WORKERS ?= auto
+# Tests run on one worker per core, and at least three (pytest-xdist): on 2 cores about a third of
+# the suite waits for servers to start and queues to be polled, and a third worker fills that time
+# (docs/testing.md). A module goes to one worker, the Spark modules together, the longest first
+# (tests/conftest.py). The 25 slowest steps are listed at the end: where the suite's time goes.
+TEST_WORKERS ?= $(shell python3 -c 'import os; print(max(3, os.cpu_count() or 1))' 2>/dev/null || echo 3)
 test: setup browser postgres compose $(SPARK_NEEDS)
 	pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
