@@ -33,6 +33,9 @@ KEY_TESTS = tuple(
     )
     for test in ("unique", "not_null")
 )
+USER_UNSET = ("JAFFLE_ENV", "DO_NOT_TRACK", "DBT_SEND_ANONYMOUS_USAGE_STATS")
+# What dbt's log says for each anonymous usage event it would send to dbt Labs.
+USAGE_EVENT = "Sending event:"
 # The loader's memory limit; a bare dbt run gets the profile's default.
 LOAD_MEMORY_LIMIT = "1GB"
 
@@ -50,7 +53,9 @@ class BareBuild:
 
 
 def dbt_build(project_dir: Path, database: Path, target_path: Path) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "JAFFLE_ENV"}
+    # A dbt user's environment: no JAFFLE_ENV, and nothing that turns dbt's usage events off
+    # except what the project itself says.
+    env = {key: value for key, value in os.environ.items() if key not in USER_UNSET}
     return subprocess.run(
         [
             str(VENV_BIN / "dbt"),
@@ -116,6 +121,13 @@ def test_a_bare_dbt_build_runs_the_unit_tests_and_they_pass(bare_build):
 def test_a_bare_dbt_build_tests_every_staging_key_and_the_order_statuses(bare_build):
     tests = (*KEY_TESTS, "accepted_values_orders_status")
     assert {name: bare_build.statuses.get(name) for name in tests} == dict.fromkeys(tests, "pass")
+
+
+def test_a_bare_dbt_build_sends_no_usage_events(bare_build):
+    # dbt_project.yml's send_anonymous_usage_stats: false (Dagster's dbt steps set it themselves).
+    log = (bare_build.target_path / "dbt.log").read_text(encoding="utf-8")
+    assert "Running with dbt=" in log
+    assert [line for line in log.splitlines() if USAGE_EVENT in line] == []
 
 
 def test_a_bare_dbt_build_gives_the_marts_their_contract_types(bare_build):
