@@ -1,24 +1,22 @@
 """Materialize selected, launched through the webserver's GraphQL as the UI does.
 
 Each selection here once published an inconsistent set or nothing at all while the run went
-green. Through the UI, the steps of a subset run in processes of their own, at the same time when
-nothing orders them; each refused selection must leave what users read, the catalog and the
-warehouse's records as they were. Every single asset selected alone, on the files last
-published, succeeds and leaves what users read as it was and consistent. The same refused
-selections, and the other partial ones, run in process in test_bad_data.py.
+green. Through the UI, a subset goes through the run queue to a run worker of its own, forked
+from the code server's warm worker; each refused selection must leave what users read, the
+catalog and the warehouse's records as they were. The same refused selections, the other partial
+ones and every asset selected alone run in process in test_bad_data.py: the worker runs its
+steps in process as those runs do.
 """
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey
 
 from dagster_project.settings import REPO_ROOT
 from tests.browser import DagsterDev, dagster_dev, wait_for_run_to_end
 from tests.dagster_dev import launch_assets, step_failures
 from tests.helpers import (
-    PROJECT_ASSETS,
     ProjectEnv,
     assert_catalog_matches_warehouse,
     assert_nothing_pending,
@@ -121,21 +119,3 @@ def test_raw_customers_alone_missing_a_customer_with_orders_is_refused(server, u
     failures = refused(server, ui_env, ["raw_customers"])
 
     assert "- raw_orders: user_id_exists_in_raw_customers." in failures
-
-
-def test_materialize_selected_on_each_single_asset_keeps_what_users_read_consistent(server, ui_env):
-    before = ui_env.published_tables()
-    assert_published_consistent(ui_env)
-    for name in PROJECT_ASSETS:
-        run_id = launch_assets(server, [name])
-
-        status = wait_for_run_to_end(server, run_id, RUN_TIMEOUT)
-        assert status == "SUCCESS", f"{name} alone: {status}\n" + "\n".join(step_failures(server, run_id))
-        # The files last published: every table users read is as it was, the marts agree with each
-        # other and with the raw tables, and the catalog shows this run's materialization.
-        assert ui_env.published_tables() == before, f"{name} alone changed what users read"
-        assert_published_consistent(ui_env)
-        assert_nothing_pending(ui_env)
-        with ui_env.instance() as instance:
-            assert_catalog_matches_warehouse(ui_env, instance)
-            assert instance.get_latest_materialization_event(AssetKey(name)).run_id == run_id, name
