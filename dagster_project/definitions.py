@@ -2,24 +2,28 @@
 
 import warnings
 
-from dagster import (
-    BetaWarning,
-    Definitions,
-    in_process_executor,
-    map_asset_specs,
-    with_source_code_references,
-)
+from dagster_project.heap import long_lived, skip_collection_at_exit
 
-from dagster_project.defs.automation import automate, jaffle_automation, jaffle_shop_job
-from dagster_project.defs.governance import describe, describe_assets, freshness_checks
-from dagster_project.defs.ingest.assets import raw_tables
-from dagster_project.defs.ingest.files import raw_files, raw_files_sensor
-from dagster_project.defs.report import order_count_chart
-from dagster_project.defs.resources import build_resources
-from dagster_project.defs.transform.assets import jaffle_shop_dbt_assets
-from dagster_project.instance import warm_worker
-from dagster_project.quick_exit import skip_collection_at_exit
-from dagster_project.settings import Settings, load_settings
+# What is imported and built here lives as long as the process (a CLI, a code server, a run):
+# made with the collector paused, then frozen, so that no pass walks it again (dagster_project/heap.py).
+with long_lived():
+    from dagster import (
+        BetaWarning,
+        Definitions,
+        in_process_executor,
+        map_asset_specs,
+        with_source_code_references,
+    )
+
+    from dagster_project.defs.automation import automate, jaffle_automation, jaffle_shop_job
+    from dagster_project.defs.governance import describe, describe_assets, freshness_checks
+    from dagster_project.defs.ingest.assets import raw_tables
+    from dagster_project.defs.ingest.files import raw_files, raw_files_sensor
+    from dagster_project.defs.report import order_count_chart
+    from dagster_project.defs.resources import build_resources
+    from dagster_project.defs.transform.assets import jaffle_shop_dbt_assets
+    from dagster_project.instance import warm_worker
+    from dagster_project.settings import Settings, load_settings
 
 
 def build_defs(settings: Settings) -> Definitions:
@@ -45,10 +49,11 @@ def build_defs(settings: Settings) -> Definitions:
     )
 
 
-settings = load_settings()
-defs = build_defs(settings)
+with long_lived():
+    settings = load_settings()
+    defs = build_defs(settings)
 # Every process that loads the definitions is Dagster's own (its CLI, a code server, a run), so
-# this is the one place to spare each of them about a second of exit (dagster_project/quick_exit.py).
+# this is the one place to spare each of them about a second of exit (dagster_project/heap.py).
 skip_collection_at_exit()
 # In a code server (`make run`, `make serve`), its runs fork from a warm worker.
 if settings.warm_worker and warm_worker.in_code_server():

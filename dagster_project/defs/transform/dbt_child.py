@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from dagster_project.quick_exit import skip_collection_at_exit
+from dagster_project.heap import long_lived, skip_collection_at_exit
 
 # <linux/prctl.h>
 _PR_SET_PDEATHSIG = 1
@@ -38,6 +38,8 @@ def main() -> None:
     die_with_parent()
     # The run waits for dbt's exit, which would otherwise spend about 0.7 s collecting its heap.
     skip_collection_at_exit()
-    from dbt.cli.main import cli
+    # dbt's modules live as long as dbt does: 0.2 s less of collection while they load.
+    with long_lived():
+        from dbt.cli.main import cli
 
     sys.exit(cli())
