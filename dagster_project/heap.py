@@ -3,7 +3,7 @@
 Loading the definitions (Dagster, dagster-dbt, dbt, the project) makes about a million objects
 that live as long as the process: modules, classes, functions. While they are made, the
 collector runs again and again over all of them, and each full pass over that heap takes 0.1 s
-or more: 0.8 s of a headless run's start on this machine, 0.4 s of dbt's (docs/benchmarks.md,
+or more: 0.8 s of a headless run on this machine, 0.4 s of a run's dbt (docs/benchmarks.md,
 "Garbage collection"). ``long_lived`` pauses the collector while such objects are made, then
 freezes them (``gc.freeze``), so that later passes walk only what the run itself makes.
 
