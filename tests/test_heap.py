@@ -4,7 +4,8 @@ How much time that saves is measured by `make bench` (docs/benchmarks.md, "Garba
 and "Exit"), not here. These tests check what saves it: the objects made while loading are
 frozen once loaded, with the collector back on for what the run makes; and each kind of process
 freezes its objects once its last ``atexit`` handler has run. The exit scripts register a
-reporter first, so that it runs last, and print how many objects were frozen by then.
+reporter first, so that it runs last, and print whether the objects made after loading are
+frozen by then.
 """
 
 import gc
@@ -17,9 +18,29 @@ import pytest
 from dagster_project.heap import long_lived
 from dagster_project.settings import REPO_ROOT
 
+# Whether the objects in `made`, made once the process had loaded (loading froze what was
+# there by then), are left out of the collector's walk by the time the last handler runs.
 REPORT_AT_EXIT = (
     "import atexit, gc, sys\n"
-    "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count(), flush=True))\n"
+    "def report():\n"
+    "    walked = {id(o) for o in gc.get_objects()}\n"
+    "    print('made frozen at exit:', not any(id(o) in walked for o in [made, *made]), flush=True)\n"
+    "atexit.register(report)\n"
+)
+MAKE = "made = [[] for _ in range(1_000)]\n"
+# dbt as a run starts it, with dbt's command replaced by one that makes those objects.
+JAFFLE_DBT_MAKING_OBJECTS = (
+    "import gc, sys\n"
+    "import dbt.cli.main\n"
+    "def cli():\n"
+    "    global made\n"
+    "    made = [[] for _ in range(1_000)]\n"
+    "    print('frozen after loading:', gc.get_freeze_count(), gc.isenabled(), flush=True)\n"
+    "    return 0\n"
+    "dbt.cli.main.cli = cli\n"
+    "sys.argv = ['jaffle-dbt', '--version']\n"
+    "from dagster_project.defs.transform.dbt_child import main\n"
+    "main()\n"
 )
 
 
@@ -34,27 +55,35 @@ def python(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def frozen_at_exit(script: str, env: dict[str, str]) -> int:
-    done = python(REPORT_AT_EXIT + script, env)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("frozen at exit:")]
-    assert lines, f"no report at exit; exit code {done.returncode}, stderr:\n{done.stderr[-2000:]}"
-    return int(lines[-1].split(":")[1])
+def reported(done: subprocess.CompletedProcess, label: str) -> list[str]:
+    lines = [line for line in done.stdout.splitlines() if line.startswith(label)]
+    assert lines, f"no '{label}'; exit code {done.returncode}, stderr:\n{done.stderr[-2000:]}"
+    return lines[-1].removeprefix(label).split()
 
 
-def test_a_process_that_loads_the_definitions_freezes_its_objects_at_exit(project_env):
+@pytest.fixture
+def env(project_env) -> dict[str, str]:
+    """The environment of a process the project starts: this one's, with the test's own paths."""
+    return {**os.environ, **project_env.variables}
+
+
+def made_frozen_at_exit(script: str, env: dict[str, str]) -> bool:
+    return reported(python(REPORT_AT_EXIT + script, env), "made frozen at exit:") == ["True"]
+
+
+def test_a_process_that_loads_the_definitions_freezes_its_objects_at_exit(env):
     # A Dagster CLI, a code server and a run all load the definitions.
-    frozen = frozen_at_exit("import dagster_project.definitions", {**os.environ, **project_env.variables})
-    assert frozen > 10_000
+    script = "import dagster_project.definitions\n" + MAKE
+    assert made_frozen_at_exit(script, env)
 
 
-def test_a_process_that_imports_nothing_of_the_project_collects_as_python_does(project_env):
-    # The reporter alone: the count above is the project's doing, not Python's default.
-    assert frozen_at_exit("import dagster", {**os.environ, **project_env.variables}) == 0
+def test_a_process_that_imports_nothing_of_the_project_collects_as_python_does(env):
+    # The reporter alone: the answer above is the project's doing, not Python's default.
+    assert not made_frozen_at_exit("import dagster\n" + MAKE, env)
 
 
-def test_dbt_started_as_a_run_starts_it_freezes_its_objects_at_exit(project_env):
-    script = "sys.argv = ['jaffle-dbt', '--version']\nfrom dagster_project.defs.transform.dbt_child import main\nmain()\n"
-    assert frozen_at_exit(script, {**os.environ, **project_env.variables}) > 10_000
+def test_dbt_started_as_a_run_starts_it_freezes_its_objects_at_exit(env):
+    assert made_frozen_at_exit(JAFFLE_DBT_MAKING_OBJECTS, env)
 
 
 @pytest.fixture
@@ -97,10 +126,10 @@ def test_a_collector_that_was_off_stays_off(collector_restored):
     assert not gc.isenabled()
 
 
-def test_loading_the_definitions_freezes_what_they_made_and_leaves_the_collector_on(project_env):
+def test_loading_the_definitions_freezes_what_they_made_and_leaves_the_collector_on(env):
     done = python(
         "import gc, dagster_project.definitions\nprint(gc.isenabled(), gc.get_freeze_count())",
-        {**os.environ, **project_env.variables},
+        env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     enabled, frozen = done.stdout.split()
@@ -109,17 +138,9 @@ def test_loading_the_definitions_freezes_what_they_made_and_leaves_the_collector
     assert int(frozen) > 100_000
 
 
-def test_dbt_started_as_a_run_starts_it_runs_with_its_modules_frozen_and_the_collector_on(project_env):
-    script = (
-        "import gc, sys\n"
-        "import dbt.cli.main\n"
-        "dbt.cli.main.cli = lambda: print(gc.isenabled(), gc.get_freeze_count()) or 0\n"
-        "sys.argv = ['jaffle-dbt', '--version']\n"
-        "from dagster_project.defs.transform.dbt_child import main\n"
-        "main()\n"
-    )
-    done = python(script, {**os.environ, **project_env.variables})
-    assert done.returncode == 0, done.stderr[-2000:]
-    enabled, frozen = done.stdout.split()
+def test_dbt_started_as_a_run_starts_it_runs_with_its_modules_frozen_and_the_collector_on(env):
+    done = python(JAFFLE_DBT_MAKING_OBJECTS, env)
+    frozen, enabled = reported(done, "frozen after loading:")
     assert enabled == "True"
+    # dbt's modules, frozen before dbt's command ran.
     assert int(frozen) > 10_000
