@@ -104,6 +104,11 @@ def show_asset_details(page: Page) -> None:
     page.keyboard.press("Alt+E")
     # Zoomed out this far, the graph draws each asset as its name alone, with no tooltip yet.
     expect(page.get_by_text("raw_customers", exact=True).first).to_be_visible()
+    zoom_in_to_details(page)
+
+
+def zoom_in_to_details(page: Page) -> None:
+    """Zoom in until the assets show their status rows; at once if they already do."""
     details = page.get_by_text("Asset checks").first
     zoom_in = page.locator("button:has([aria-label='zoom_in'])")
     for _ in range(MAX_ZOOMS):
@@ -139,6 +144,9 @@ def click_materialize_all(page: Page, server: DagsterDev) -> str:
 
 
 def asset_node(page: Page, asset: str) -> Locator:
+    # The graph may fit itself to the window again once a run has changed it, zoomed out to
+    # names alone (seen once under load): zoom back in before reading an asset's rows.
+    zoom_in_to_details(page)
     return page.locator("foreignObject").filter(has=page.locator(f'[data-tooltip="{asset}"]'))
 
 
