@@ -2,5 +2,7 @@
 
 - ``run_launcher.py``: the run launcher ``deploy/dagster.yaml`` names, Dagster's default plus the
   worker health check that run monitoring needs.
+- ``sqlite_storage.py``: the instance class ``deploy/dagster.yaml`` names, Dagster's with an SQLite
+  storage whose event log keeps its index database open.
 - ``warm_worker.py``: in a code server, runs fork from a process that has imported the libraries.
 """
