@@ -15,6 +15,7 @@ from dagster import AssetKey, Definitions, ExecuteInProcessResult
 from dagster_project.definitions import build_defs
 from dagster_project.defs.ingest.input_contract import EXPECTED
 from dagster_project.settings import load_settings
+from dagster_project.warehouse import version_name
 from dagster_project.warehouse.spark import SparkWarehouse, repointed
 from tests.helpers import PROJECT_ASSETS, ProjectEnv, make_project_env, materialize_raw
 from tests.test_spark_url import TOKEN, leaked
@@ -94,6 +95,25 @@ def test_materialize_all_on_spark_equals_duckdb_value_for_value(spark_run, sampl
         assert on_spark == on_duckdb, mart
     chart = spark_run.env.chart_dir / "order_count_chart.html"
     assert "100 customers" in chart.read_text(encoding="utf-8")
+
+
+def test_the_build_database_lists_its_tables_and_views_and_no_sessions_temporary_view(spark_run):
+    run_id = spark_run.result.run_id
+    with spark_run.warehouse.session() as session:
+        session.sql("create or replace temporary view scratch as select 1 as x")
+        try:
+            objects = session.build_objects()
+        finally:
+            session.sql("drop view if exists scratch")
+    assert "scratch" not in objects
+    # What the run left: its versions (tables for the marts and raw tables, views for staging),
+    # the pointers dbt read (views), and no state table.
+    assert {objects[version_name(name, run_id)] for name in ("customers", "orders", "raw_customers")} == {
+        "table"
+    }
+    assert objects[version_name("stg_orders", run_id)] == "view"
+    assert objects["raw_orders"] == "view"
+    assert "wap_state" not in objects
 
 
 def test_a_view_version_reads_the_versions_its_pointers_named_and_nothing_else_changes():

@@ -248,10 +248,21 @@ class SparkWarehouseSession(Session):
 
     def build_objects(self) -> dict[str, str]:
         self.ensure_databases()
+        # Two SQL listings side by side, 0.03 s each here: the catalog's listTables fetches every
+        # object's details, 0.1 to 0.15 s a call, and a run lists the build database 5 times.
+        # Temporary views belong to a session, not to the database.
+        database = spark_identifier(BUILD_SCHEMA)
+        (_, tables), (_, views) = self.run_all(
+            [
+                partial(self.query, f"show tables in {database}"),
+                partial(self.query, f"show views in {database}"),
+            ]
+        )
+        view_names = {name for _, name, temporary in views if not temporary}
         return {
-            table.name: "view" if table.tableType == "VIEW" else "table"
-            for table in self.spark.catalog.listTables(BUILD_SCHEMA)
-            if table.name != _STATE
+            name: "view" if name in view_names else "table"
+            for _, name, temporary in tables
+            if not temporary and name != _STATE
         }
 
     def drop(self, names: list[str]) -> None:
