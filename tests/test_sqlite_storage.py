@@ -9,7 +9,9 @@ live log; and a forked or disposed instance leaves no connection behind.
 import os
 import shutil
 import sqlite3
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -71,7 +73,12 @@ def test_the_project_instance_stores_its_events_in_its_own_home(tmp_path, monkey
         materialize(instance, "orders", 1)
     with DagsterInstance.from_config(str(home)) as reopened:
         assert latest_value(reopened, "orders") == 1
-    assert (home / "history" / "runs" / "index.db").exists()
+        # Runs and the schedules' and sensors' state: Dagster's own stores, in the same home.
+        assert [run.run_id for run in reopened.get_runs()] == []
+        assert reopened.all_instigator_state() == []
+    for database in ("runs.db", "runs/index.db"):
+        assert (home / "history" / database).exists()
+    assert (home / "schedules" / "schedules.db").exists()
     assert not (elsewhere / "history").exists()
 
 
@@ -84,6 +91,32 @@ def test_what_one_instance_stores_another_reads_at_once_both_ways(home: Path):
             assert latest_value(ui, "customers") == value
             materialize(ui, "orders", value)
             assert latest_value(worker, "orders") == value
+
+
+def test_the_kept_connection_serves_every_thread_in_turn(instance: DagsterInstance):
+    # The webserver and the daemon store and read events from several threads at once.
+    materialize(instance, "customers", 0)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda value: materialize(instance, "customers", value), range(1, 9)))
+    assert len(instance.fetch_materializations(AssetKey("customers"), limit=100).records) == 9
+
+
+def test_an_event_waits_while_another_process_writes_the_index(instance: DagsterInstance, home: Path):
+    # Runs, the daemon and the webserver write the same index: a writer waits its turn as long
+    # as Dagster's own connections do (30 s), not SQLite's default 5 s.
+    materialize(instance, "customers", 1)
+    other = sqlite3.connect(
+        home / "history" / "runs" / "index.db", isolation_level=None, check_same_thread=False
+    )
+    other.execute("begin immediate")
+    release = threading.Timer(7, other.execute, ["commit"])
+    release.start()
+    try:
+        materialize(instance, "customers", 2)
+    finally:
+        release.join()
+        other.close()
+    assert latest_value(instance, "customers") == 2
 
 
 def test_a_runs_new_events_reach_a_watcher_as_they_reach_the_uis_live_log(home: Path):
@@ -142,14 +175,16 @@ def test_a_forked_process_opens_its_own_index_connection_and_leaves_the_parents_
         try:
             materialize(instance, "customers", 2)
             child_engine = instance.event_log_storage._engines["index"]
+            materialize(instance, "customers", 3)
+            kept = instance.event_log_storage._engines["index"] is child_engine
             inherited = any(engines.get("index") is parents_engine for engines in sqlite_storage._INHERITED)
-            code = 0 if child_engine is not parents_engine and inherited else 3
+            code = 0 if child_engine is not parents_engine and kept and inherited else 3
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    materialize(instance, "customers", 3)
-    assert latest_value(instance, "customers") == 3
+    materialize(instance, "customers", 4)
+    assert latest_value(instance, "customers") == 4
     assert instance.event_log_storage._engines["index"] is parents_engine
 
 
