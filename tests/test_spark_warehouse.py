@@ -97,6 +97,26 @@ def test_materialize_all_on_spark_equals_duckdb_value_for_value(spark_run, sampl
     assert "100 customers" in chart.read_text(encoding="utf-8")
 
 
+def test_the_catalog_shows_the_rows_columns_and_spark_types_of_what_was_published(spark_run):
+    with spark_run.env.instance() as instance:
+
+        def metadata(key: str) -> dict:
+            return instance.get_latest_materialization_event(AssetKey(key)).asset_materialization.metadata
+
+        raw_orders, customers = metadata("raw_orders"), metadata("customers")
+    assert raw_orders["dagster/row_count"].value == 99
+    assert [(c.name, c.type) for c in raw_orders["dagster/column_schema"].schema.columns] == [
+        ("id", "int"),
+        ("user_id", "int"),
+        ("order_date", "date"),
+        ("status", "string"),
+    ]
+    assert customers["dagster/row_count"].value == 100
+    types = {c.name: c.type for c in customers["dagster/column_schema"].schema.columns}
+    assert types["number_of_orders"] == "bigint"
+    assert types["customer_lifetime_value"] == "decimal(16,2)"
+
+
 def test_the_build_database_lists_its_tables_and_views_and_no_sessions_temporary_view(spark_run):
     run_id = spark_run.result.run_id
     with spark_run.warehouse.session() as session:
