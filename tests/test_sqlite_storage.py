@@ -8,6 +8,7 @@ live log; and a forked or disposed instance leaves no connection behind.
 
 import os
 import shutil
+import signal
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -171,6 +172,8 @@ def test_a_forked_process_opens_its_own_index_connection_and_leaves_the_parents_
     parents_engine = instance.event_log_storage._engines["index"]
     pid = os.fork()
     if pid == 0:
+        # A child that hangs (a lock another thread held at the fork) is killed, never waited on.
+        signal.alarm(60)
         code = 1
         try:
             materialize(instance, "customers", 2)
