@@ -13,6 +13,7 @@ import pytest
 from dagster import AssetKey, Definitions, ExecuteInProcessResult
 
 from dagster_project.definitions import build_defs
+from dagster_project.defs.ingest.assets import RAW_KEYS
 from dagster_project.defs.ingest.input_contract import EXPECTED
 from dagster_project.settings import load_settings
 from dagster_project.warehouse import version_name
@@ -163,6 +164,14 @@ def test_a_successful_run_with_a_token_leaves_it_in_no_log_or_file(spark_run):
             assert not leaked(path.read_bytes().decode(errors="replace")), path
 
 
+def materializations_recorded(env: ProjectEnv) -> list[str]:
+    """The raw assets the run's catalog shows a materialization of: none, when nothing was published."""
+    with env.instance() as instance:
+        return sorted(
+            key.to_user_string() for key in RAW_KEYS if instance.get_latest_materialization_event(key)
+        )
+
+
 def raw_run_on_spark(spark_run: SparkRun, tmp_path, raw_orders: str):
     """Materialize the three raw assets from a copy of the sample with ``raw_orders`` replaced.
 
@@ -197,6 +206,7 @@ def test_a_bad_file_on_spark_fails_naming_the_file_and_line_and_publishes_nothin
     )
     assert "Nothing was published: raw_orders keeps its previous contents" in message
     assert spark_run.published() == before
+    assert materializations_recorded(env) == []
 
 
 def test_a_failing_check_on_spark_publishes_nothing(spark_run, tmp_path):
@@ -204,7 +214,7 @@ def test_a_failing_check_on_spark_publishes_nothing(spark_run, tmp_path):
     sample = (spark_run.env.data_dir / "raw_orders.csv").read_text(encoding="utf-8")
     lost = sample.replace(",completed\n", ",lost\n", 1)
     assert lost != sample
-    result, _ = raw_run_on_spark(spark_run, tmp_path, lost)
+    result, env = raw_run_on_spark(spark_run, tmp_path, lost)
     assert not result.success
     (check,) = [
         evaluation
@@ -214,6 +224,7 @@ def test_a_failing_check_on_spark_publishes_nothing(spark_run, tmp_path):
     assert not check.passed
     assert "status 'lost' (1 row)" in check.description
     assert spark_run.published() == before
+    assert materializations_recorded(env) == []
 
 
 def test_partial_runs_after_a_file_spark_refused_read_the_published_tables(spark_run, tmp_path):
