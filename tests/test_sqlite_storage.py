@@ -17,22 +17,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from dagster import AssetKey, AssetMaterialization, DagsterInstance, job, op
+from dagster import AssetKey, AssetMaterialization, DagsterInstance
+from dagster._core.test_utils import create_run_for_test
 
 from dagster_project.instance import sqlite_storage
 from dagster_project.instance.sqlite_storage import KEPT_RUN_ENGINES, PersistentSqliteEventLogStorage
 from dagster_project.settings import INSTANCE_TEMPLATE
 from tests.processes import wait_for
-
-
-@op
-def nothing() -> None:
-    pass
-
-
-@job
-def some_job() -> None:
-    nothing()
 
 
 def new_home(path: Path) -> Path:
@@ -122,7 +113,7 @@ def test_an_event_waits_while_another_process_writes_the_index(instance: Dagster
 
 def test_a_runs_new_events_reach_a_watcher_as_they_reach_the_uis_live_log(home: Path):
     with DagsterInstance.from_config(str(home)) as ui, DagsterInstance.from_config(str(home)) as worker:
-        run = worker.create_run_for_job(job_def=some_job)
+        run = create_run_for_test(worker)
         seen: list[str] = []
 
         def show(event, cursor) -> None:
@@ -160,7 +151,7 @@ def test_the_index_database_is_opened_once_for_many_events(instance: DagsterInst
 def test_a_process_keeps_engines_for_a_bounded_number_of_runs(instance: DagsterInstance):
     storage = instance.event_log_storage
     for _ in range(KEPT_RUN_ENGINES + 5):
-        instance.report_engine_event("started", instance.create_run_for_job(job_def=some_job))
+        instance.report_engine_event("started", create_run_for_test(instance))
     assert len(storage._engines) == KEPT_RUN_ENGINES + 1
     assert "index" in storage._engines
 

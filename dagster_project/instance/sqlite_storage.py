@@ -83,8 +83,9 @@ class PersistentSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock:
             if shard not in self._initialized_dbs:
                 # Creating a database opens several connections at once (Dagster's migrations),
-                # which the one kept connection cannot serve: an engine of its own, as Dagster does.
-                self._initdb(self._new_engine(shard, NullPool))
+                # which the index's one kept connection cannot serve: an engine of its own there.
+                index = shard == INDEX_SHARD_NAME
+                self._initdb(self._new_engine(shard, NullPool) if index else self._engine(shard))
                 self._initialized_dbs.add(shard)
             with self._engine(shard).connect() as conn, conn.begin():
                 yield conn
