@@ -210,7 +210,7 @@ def verdict(session, table: str, path: Path | list[Path]) -> tuple[str, object]:
         return "refused", str(error)
     columns = ", ".join(session.identifier(name) for name in TABLES[table].columns)
     _, rows = session.query(f"select {columns} from {session.table(BUILD_SCHEMA, VERSION)} order by 1")
-    session.drop([VERSION])
+    session.drop({VERSION: "table"})
     return "loaded", [tuple(str(value) if value is not None else None for value in row) for row in rows]
 
 

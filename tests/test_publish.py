@@ -24,6 +24,7 @@ from dagster._core.events import StepMaterializationData
 
 from dagster_project.defs.ingest.assets import raw_entry
 from dagster_project.defs.ingest.tables import RAW_TABLES
+from dagster_project.defs.transform.assets import BuiltModel, freeze_waves
 from dagster_project.warehouse import Entry, version_name
 from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse.duckdb import DuckDBSession
@@ -50,7 +51,8 @@ def load_raw(session, run_id: str, cents: int, fingerprint: str) -> dict[str, En
 
 def build_models(session, run_id: str, fingerprint: str) -> dict[str, Entry]:
     """What a dbt step builds on the workspace: a view over ``raw`` and a table from the view."""
-    pointers = wap.reset_workspace(session, run_id)
+    # As the dbt step does: the models dbt rebuilds get no pointer.
+    pointers = wap.reset_workspace(session, run_id, rebuilt={"stg", "mart"})
     view_sql = "select cents / 100 as dollars from jaffle_build.raw"
     session.conn.execute(f"create or replace view jaffle_build.stg as {view_sql}")
     # dbt replaces the pointer view with the table it builds.
@@ -163,6 +165,36 @@ def test_what_a_failed_run_built_in_the_workspace_is_dropped_so_no_later_run_rea
 
     assert "new_model" not in session.build_objects()
     assert session.conn.execute("from jaffle_build.mart").fetchone() == (5,)
+
+
+def test_the_models_dbt_rebuilds_are_left_for_it_to_replace_and_the_rest_read_as_published(session):
+    publish_all(session, 500, "a")
+    # A run killed while dbt ran left a mart of its own in the workspace.
+    session.conn.execute("create or replace table jaffle_build.mart as select 1 as dollars")
+    run_id = new_run()
+
+    pointers = wap.reset_workspace(session, run_id, rebuilt={"mart"})
+
+    # No pointer for the mart: dbt replaces whatever is there. Nothing dropped it either.
+    assert set(pointers) == {"raw", "stg"}
+    assert session.build_objects()["mart"] == "table"
+    # What dbt reads and does not rebuild reads the published versions.
+    assert session.conn.execute("from jaffle_build.stg").fetchone() == (5,)
+    assert published(session) == (500, 5, 5)
+
+
+def test_dbt_views_are_kept_after_the_models_of_the_run_they_read_and_tables_at_once():
+    def model(name: str, view: bool, *parents: str) -> BuiltModel:
+        return BuiltModel(name, "select 1" if view else None, parents, ())
+
+    stg, mart, report, summary = (
+        model("stg", True, "raw"),
+        model("mart", False, "stg"),
+        model("report", True, "mart"),
+        model("summary", True, "report", "stg"),
+    )
+    waves = [[model.name for model in wave] for wave in freeze_waves([summary, report, mart, stg])]
+    assert waves == [["mart", "stg"], ["report"], ["summary"]]
 
 
 def test_discarding_a_run_drops_its_own_versions_only(session):

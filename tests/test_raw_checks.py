@@ -4,6 +4,8 @@ The end-to-end consequences (nothing published, the run's failure message) are i
 test_bad_data.py; here each check's verdict, row count and message.
 """
 
+import uuid
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -243,6 +245,19 @@ def test_a_load_that_halves_a_table_fails_giving_the_numbers(conn, tmp_path):
     assert result.metadata["published_rows"].value == 100
     assert result.metadata["loaded_rows"].value == 49
     assert result.metadata["lost_share"].value == 0.51
+
+
+def test_the_shrink_check_compares_with_the_rows_the_last_load_counted_without_counting_again(conn, tmp_path):
+    # load_sample_tables publishes entries as loads did before they recorded their rows, which
+    # the check counts; one that records them is believed, a version never changing.
+    session = DuckDBSession(conn)
+    published = session.read_state().published["raw_customers"]
+    session.commit_publish(str(uuid.uuid4()), {"raw_customers": replace(published, rows=200)})
+    rows = "".join(f"{n},Ann,B.\n" for n in range(1, 100))
+    result = run_check(conn, tmp_path, "raw_customers", rows, "row_count_did_not_shrink")
+    assert not result.passed
+    assert result.metadata["published_rows"].value == 200
+    assert result.metadata["loaded_rows"].value == 99
 
 
 def test_a_shrink_within_the_limit_or_allowed_by_the_run_config_passes(conn, tmp_path):

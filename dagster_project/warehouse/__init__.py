@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -85,6 +86,9 @@ class Entry:
     # A raw table's file, for the catalog and for the shrink guard (which compares a file only
     # with the last one published from the same folder).
     source: str | None = None
+    # A raw table's row count, as its load counted it: a version never changes, and counting it
+    # again is a query (on Spark, a job). None for what dbt builds, which nobody counted.
+    rows: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -150,6 +154,15 @@ class Session(ABC):
         """
         return [call() for call in calls]
 
+    def offenders(self, queries: list[str], limit: int) -> list[tuple[list[str], list[tuple]]]:
+        """The columns and rows each query finds, ``limit`` rows at most, most rows first.
+
+        Each query returns a value and its row count, ``rows``: the raw checks' offending values.
+        """
+        return self.run_all(
+            [partial(self.query, f"{sql} order by rows desc, 1 limit {limit}") for sql in queries]
+        )
+
     def count(self, schema: str, name: str) -> int:
         return self.counts(schema, [name])[name]
 
@@ -163,14 +176,22 @@ class Session(ABC):
 
     def table_metadata(self, entries: dict[str, Entry]) -> dict[str, dict[str, Any]]:
         """Row count and column schema of each published object, as the catalog records them."""
-        schemas = self.column_schemas(list(entries), self.published_schema)
-        # Views are not counted: counting them would run their query again.
-        tables = {name: entry.version for name, entry in entries.items() if entry.kind == "table"}
-        rows = self.counts(BUILD_SCHEMA, list(tables.values()))
+        # Views are not counted: counting them would run their query again. A raw table's load
+        # counted it already.
+        tables = {name: entry for name, entry in entries.items() if entry.kind == "table"}
+        rows = {name: entry.rows for name, entry in tables.items() if entry.rows is not None}
+        uncounted = {name: entry.version for name, entry in tables.items() if name not in rows}
+        schemas, counted = self.run_all(
+            [
+                partial(self.column_schemas, list(entries), self.published_schema),
+                partial(self.counts, BUILD_SCHEMA, list(uncounted.values())),
+            ]
+        )
+        rows |= {name: counted[version] for name, version in uncounted.items()}
         return {
             name: {
                 **({"dagster/column_schema": schemas[name]} if name in schemas else {}),
-                **({"dagster/row_count": rows[tables[name]]} if name in tables else {}),
+                **({"dagster/row_count": rows[name]} if name in rows else {}),
             }
             for name in entries
         }
@@ -208,15 +229,17 @@ class Session(ABC):
         """Every object of the build schema: name -> "table" or "view"."""
 
     @abstractmethod
-    def drop(self, names: list[str]) -> None:
-        """Drop these objects of the build schema, tables or views, if they exist."""
+    def drop(self, objects: dict[str, str]) -> None:
+        """Drop these objects of the build schema (name -> kind, as ``build_objects`` lists them)."""
 
     @abstractmethod
-    def point(self, pointers: dict[str, str]) -> None:
+    def point(self, pointers: dict[str, str], objects: dict[str, str]) -> None:
         """Make each build-schema name a view over the build-schema version it maps to.
 
         The names dbt reads (its sources and the models it does not rebuild) are pointers: the
         run decides which version each one reads, and dbt never sees a version's name.
+        ``objects`` is the build schema as ``build_objects`` listed it: a name that is a table
+        is dropped first.
         """
 
     @abstractmethod

@@ -162,15 +162,12 @@ class DuckDBSession(Session):
         objects.pop(_STATE_NAME, None)
         return objects
 
-    def drop(self, names: list[str]) -> None:
-        objects = self.build_objects()
+    def drop(self, objects: dict[str, str]) -> None:
         # Views first: a view may read a table dropped in the same call.
-        for name in sorted(names, key=lambda name: objects.get(name) != "view"):
-            if name in objects:
-                self.conn.execute(f"drop {objects[name]} {_qualified(BUILD_SCHEMA, name)}")
+        for name, kind in sorted(objects.items(), key=lambda item: item[1] != "view"):
+            self.conn.execute(f"drop {kind} if exists {_qualified(BUILD_SCHEMA, name)}")
 
-    def point(self, pointers: dict[str, str]) -> None:
-        objects = self.build_objects()
+    def point(self, pointers: dict[str, str], objects: dict[str, str]) -> None:
         self.conn.execute("begin transaction")
         try:
             for name, version in sorted(pointers.items()):

@@ -18,7 +18,7 @@ and the dbt step publishes them together with the models, after the dbt tests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
 
 from dagster import AssetExecutionContext, DagsterRunStatus, Failure, RetryRequested, RunsFilter
@@ -97,14 +97,14 @@ def discard(session: Session, run_id: str) -> list[str]:
     """Drop every version this run built and did not publish, and its pending records."""
     state = session.read_state()
     published = {entry.version for entry in state.published.values()}
-    mine = [
-        name
-        for name in session.build_objects()
+    mine = {
+        name: kind
+        for name, kind in session.build_objects().items()
         if (parsed := parse_version(name)) and parsed[1] == run_key(run_id) and name not in published
-    ]
+    }
     session.drop(mine)
     session.forget_pending([run_id])
-    return mine
+    return list(mine)
 
 
 def collect_garbage(
@@ -120,14 +120,15 @@ def collect_garbage(
     state = session.read_state()
     kept = reads_of(state.published.values())
     candidates: dict[str, list[str]] = {}
-    for name in session.build_objects():
+    objects = session.build_objects()
+    for name in objects:
         parsed = parse_version(name)
         if parsed and name not in kept and parsed[1] != run_key(run_id):
             candidates.setdefault(parsed[1], []).append(name)
     pending_runs = [other for other in state.pending if other != run_id]
     finished = ended({*candidates, *(run_key(other) for other in pending_runs)})
     dropped = sorted(name for key, names in candidates.items() if key in finished for name in names)
-    session.drop(dropped)
+    session.drop({name: objects[name] for name in dropped})
     forgotten = {other: sorted(state.pending[other]) for other in pending_runs if run_key(other) in finished}
     session.forget_pending(list(forgotten))
     return dropped, forgotten
@@ -228,17 +229,29 @@ def begin(context: AssetExecutionContext, warehouse: Warehouse) -> None:
         restore_catalog(context, names, failed_run_id=ended_run)
 
 
-def reset_workspace(session: Session, run_id: str | None) -> dict[str, str]:
+def reset_workspace(session: Session, run_id: str | None, rebuilt: Collection[str] = ()) -> dict[str, str]:
     """Point every name dbt reads at its published version (or ``run_id``'s pending one).
 
     What dbt built in the workspace and nobody published (a failed run's tables) is dropped,
     so a model the next run does not rebuild is read as published, never as a failed run left
-    it. Returns the pointers.
+    it. The names dbt rebuilds in this run (``rebuilt``) are left as they are: dbt replaces
+    whatever it finds there, so a pointer would be a statement for nothing (on Spark, a
+    metastore round trip, and one more for dbt's drop of it). Returns the pointers.
     """
-    pointers = workspace_pointers(session.read_state(), run_id or "")
-    stale = [name for name in session.build_objects() if parse_version(name) is None and name not in pointers]
-    session.drop(stale)
-    session.point(pointers)
+    pointers = {
+        name: version
+        for name, version in workspace_pointers(session.read_state(), run_id or "").items()
+        if name not in rebuilt
+    }
+    objects = session.build_objects()
+    session.drop(
+        {
+            name: kind
+            for name, kind in objects.items()
+            if parse_version(name) is None and name not in pointers and name not in rebuilt
+        }
+    )
+    session.point(pointers, objects)
     return pointers
 
 

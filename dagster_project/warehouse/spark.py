@@ -23,11 +23,13 @@ object store path through a ``DataSource`` of its own).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial, reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -149,6 +151,29 @@ class SparkWarehouseSession(Session):
         with ThreadPoolExecutor(max_workers=CONCURRENT_QUERIES) as pool:
             return list(pool.map(lambda call: call(), calls))
 
+    def offenders(self, queries: list[str], limit: int) -> list[tuple[list[str], list[tuple]]]:
+        if not queries:
+            return []
+        # One query, so one Spark job, for every check: 0.4 s against 0.7 s for nine jobs side by
+        # side on the sample. Each row comes back as JSON, as the checks' values differ in type.
+        _, rows = self.query(
+            " union all ".join(
+                f"select {number} as query, to_json(struct(*), map('ignoreNullFields', 'false')) as found "
+                f"from ({sql} order by rows desc, 1 limit {limit})"
+                for number, sql in enumerate(queries)
+            )
+        )
+        found: list[list[dict]] = [[] for _ in queries]
+        for number, text in rows:
+            found[number].append(json.loads(text, parse_float=Decimal))
+        answers = []
+        for objects in found:
+            values = [tuple(row.values()) for row in objects]
+            # A union keeps no order: each query's own, most rows first, then the value (nulls first).
+            values.sort(key=lambda row: (-row[-1], row[0] is not None, row[0]))
+            answers.append((list(objects[0]) if objects else [], values))
+        return answers
+
     def column_schemas(self, names: list[str], schema: str) -> dict[str, TableSchema]:
         # One listing of the database (names only), not a round trip per name to ask whether it
         # exists; then the columns of every name side by side.
@@ -176,8 +201,15 @@ class SparkWarehouseSession(Session):
         # and any mix of line endings, which DuckDB refuses.
         for path in headers:
             refuse_unreadable(path)
+        from pyspark.sql import Observation
+        from pyspark.sql.functions import count, lit
+
         frames = [self._read_csv(table, header, paths) for header, paths in files_with_one_header(headers)]
-        frame = reduce(lambda left, right: left.unionAll(right), frames)
+        # The rows are counted as they are written, not by a query afterwards (a Spark job more).
+        written = Observation(f"{into}_rows")
+        frame = reduce(lambda left, right: left.unionAll(right), frames).observe(
+            written, count(lit(1)).alias("rows")
+        )
         self.ensure_databases()
         # A step that runs again in the same run (a retry) loads again. A version a load
         # makes is a table: dropped by name, with no listing of the database, which the
@@ -194,7 +226,7 @@ class SparkWarehouseSession(Session):
                 f"{files_place([*headers])}: Spark could not read the file: {str(error).splitlines()[0]}"
             )
             raise RawFileError(reason) from None
-        rows = self.count(BUILD_SCHEMA, into)
+        rows = written.get["rows"]
         if rows == 0 and not allow_empty:
             self.sql(drop)
             raise empty_file_error(table, [*headers])
@@ -272,23 +304,18 @@ class SparkWarehouseSession(Session):
             if not temporary and name != _STATE
         }
 
-    def drop(self, names: list[str]) -> None:
-        if not names:
-            return
-        objects = self.build_objects()
+    def drop(self, objects: dict[str, str]) -> None:
         # The views first, then the tables they may read; each kind side by side.
         for kind in ("view", "table"):
             self.run_all(
                 [
                     partial(self.sql, f"drop {kind} if exists {self.build(name)}")
-                    for name in sorted(names)
-                    if objects.get(name) == kind
+                    for name in sorted(objects)
+                    if objects[name] == kind
                 ]
             )
 
-    def point(self, pointers: dict[str, str]) -> None:
-        objects = self.build_objects()
-
+    def point(self, pointers: dict[str, str], objects: dict[str, str]) -> None:
         def point_one(name: str, version: str) -> None:
             if objects.get(name) == "table":
                 self.sql(f"drop table {self.build(name)}")
@@ -335,7 +362,8 @@ class SparkWarehouseSession(Session):
             ]
         )
         self._set({f"published.{name}": entry.to_json() for name, entry in entries.items()})
-        self.forget_pending([run_id])
+        # ``entries`` holds every name the run left pending: no need to read the state for them.
+        self._unset([f"pending.{run_id}.{name}" for name in entries])
 
     def forget_pending(self, run_ids: list[str]) -> None:
         prefixes = tuple(f"pending.{run_id}." for run_id in run_ids)

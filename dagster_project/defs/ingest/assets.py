@@ -25,7 +25,7 @@ from dagster import (
     multi_asset,
 )
 
-from dagster_project.defs.ingest.checks import Candidate, RawCheck, missing_table_result, raw_checks
+from dagster_project.defs.ingest.checks import Candidate, raw_checks, run_checks
 from dagster_project.defs.ingest.csv_errors import RawFileError
 from dagster_project.defs.ingest.data_source import DataSource, DataSourceError
 from dagster_project.defs.ingest.files import FILE_KEYS
@@ -62,10 +62,12 @@ RAW_ASSET_SPECS = [
 ]
 
 
-def raw_entry(name: str, version: str, path: Path, fingerprint: str) -> Entry:
+def raw_entry(name: str, version: str, path: Path, fingerprint: str, rows: int | None = None) -> Entry:
     # The table follows from the file and the loader, so a new loader makes the models
     # downstream stale even when the file is unchanged.
-    return Entry(version, "table", {name: f"{INGEST_CODE_VERSION}:{fingerprint}"}, source=str(path))
+    return Entry(
+        version, "table", {name: f"{INGEST_CODE_VERSION}:{fingerprint}"}, source=str(path), rows=rows
+    )
 
 
 def raw_metadata(name: str, entry: Entry, table_metadata: dict) -> dict:
@@ -89,11 +91,11 @@ PENDING = (
 )
 
 
-def _version_metadata(session: Session, entries: dict[str, Entry], rows: dict[str, int]) -> dict:
-    """Row count (as its load returned it) and columns of each loaded version, published or not."""
+def _version_metadata(session: Session, entries: dict[str, Entry]) -> dict:
+    """Row count (as its load counted it) and columns of each loaded version, published or not."""
     schemas = session.column_schemas([entry.version for entry in entries.values()], BUILD_SCHEMA)
     return {
-        name: {"dagster/row_count": rows[name], "dagster/column_schema": schemas[entry.version]}
+        name: {"dagster/row_count": entry.rows, "dagster/column_schema": schemas[entry.version]}
         for name, entry in entries.items()
     }
 
@@ -122,8 +124,8 @@ def _load(
     table: RawTable,
     config: RawLoadConfig,
     run_id: str,
-) -> tuple[Entry, int]:
-    """Load ``table``'s files into this run's version of it: its entry, and its row count."""
+) -> Entry:
+    """Load ``table``'s files into this run's version of it: its entry, with its row count."""
     names = _files(data_source, table, listing)
     paths = [data_source.local_path(name) for name in names]
     fingerprint = combined_fingerprint({name: data_source.fingerprint(name) for name in names})
@@ -131,13 +133,7 @@ def _load(
     rows = session.load_csv(table, paths, allow_empty=config.allow_empty, into=version)
     # Day files are named by their folder: the table's source, as the shrink guard compares it.
     source = paths[0] if names == [table.file_name] else paths[0].parent
-    return raw_entry(table.name, version, source, fingerprint), rows
-
-
-def _run_check(check: RawCheck, session: Session, config: RawLoadConfig, candidate: Candidate):
-    if check.table not in candidate.versions:
-        return missing_table_result(check.table, check.name)
-    return check.run(session, config, candidate)
+    return raw_entry(table.name, version, source, fingerprint, rows)
 
 
 @multi_asset(
@@ -169,7 +165,6 @@ def raw_tables(
     with duckdb.session() as session:
         state = session.read_state()
         entries: dict[str, Entry] = {}
-        rows: dict[str, int] = {}
         try:
             # Each file goes into a version of its own, so the loads run side by side where the
             # engine allows it; the first that fails, in the tables' order, fails the step.
@@ -177,9 +172,9 @@ def raw_tables(
             loaded = session.run_all(
                 [partial(_load, session, data_source, listing, table, config, run_id) for table in tables]
             )
-            for table, (entry, count) in zip(tables, loaded, strict=True):
-                entries[table.name], rows[table.name] = entry, count
-                context.log.info(f"Loaded {count} rows from {entry.source} into {entry.version}.")
+            for table, entry in zip(tables, loaded, strict=True):
+                entries[table.name] = entry
+                context.log.info(f"Loaded {entry.rows} rows from {entry.source} into {entry.version}.")
             candidate = Candidate(
                 versions={
                     **{name: entry.version for name, entry in state.published.items() if name in RAW_NAMES},
@@ -187,18 +182,14 @@ def raw_tables(
                 },
                 published=state.published,
                 sources={name: entry.source for name, entry in entries.items() if entry.source},
-                rows=rows,
+                rows={name: entry.rows for name, entry in entries.items()},
             )
             guarding = [
                 check
                 for check in raw_checks()
                 if check.key in context.selected_asset_check_keys or check.reads(set(entries))
             ]
-            # Each check is a query (on Spark, a round trip and a job): they run side by side
-            # where the engine allows it.
-            checked = session.run_all(
-                [partial(_run_check, check, session, config, candidate) for check in guarding]
-            )
+            checked = run_checks(session, guarding, config, candidate)
             results = {check.key: result for check, result in zip(guarding, checked, strict=True)}
             failed = [result for result in results.values() if not result.passed]
             if failed:
@@ -213,7 +204,7 @@ def raw_tables(
         except BaseException:
             wap.discard(session, run_id)
             raise
-        metadata = {} if failed else _version_metadata(session, entries, rows)
+        metadata = {} if failed else _version_metadata(session, entries)
 
     selected = [result for key, result in results.items() if key in context.selected_asset_check_keys]
     if failed:

@@ -6,7 +6,7 @@ import signal
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from dagster import (
@@ -130,10 +130,15 @@ def _freeze(
     state = session.read_state()
     read = {**state.published, **state.pending.get(run_id, {})}
     versions = {**pointers, **{model.name: version_name(model.name, run_id) for model in built}}
+    for wave in freeze_waves(built):
+        session.run_all(
+            [
+                partial(session.freeze, model.name, versions[model.name], model.view_sql, versions)
+                for model in wave
+            ]
+        )
     entries = {}
-    # Tables first: a view of this run may read a table of this run under its new name.
-    for model in sorted(built, key=lambda model: model.view_sql is not None):
-        session.freeze(model.name, versions[model.name], model.view_sql, versions)
+    for model in built:
         inputs = {raw: read[raw].inputs[raw] for raw in model.raw_ancestors if raw in read}
         entries[model.name] = Entry(
             versions[model.name],
@@ -143,6 +148,20 @@ def _freeze(
             reads=[versions[parent] for parent in model.parents if model.view_sql and parent in versions],
         )
     return entries
+
+
+def freeze_waves(built: list[BuiltModel]) -> Iterator[list[BuiltModel]]:
+    """The models in the order they can be kept, each wave side by side.
+
+    A view's version is created over its parents' versions, which must exist by then: a view
+    waits for the models of this run it reads. A table is renamed, whatever it reads.
+    """
+    waiting = list(built)
+    while waiting:
+        names = {model.name for model in waiting}
+        wave = [model for model in waiting if model.view_sql is None or not names & set(model.parents)]
+        yield wave
+        waiting = [model for model in waiting if model not in wave]
 
 
 def build_and_publish(
@@ -177,6 +196,18 @@ def build_and_publish(
         metadata = session.table_metadata(entries)
     for (_, event), model in zip(held, built, strict=True):
         yield event.with_metadata({**event.metadata, **metadata[model.name]})
+
+
+def _rebuilt_relations(context: AssetExecutionContext) -> set[str]:
+    """The workspace names of the models this run's ``dbt build`` rebuilds (its selection).
+
+    dagster-dbt names each model's relation ``database.schema.alias``.
+    """
+    return {
+        spec.metadata["dagster/table_name"].rsplit(".", 1)[-1]
+        for spec in context.assets_def.specs
+        if spec.key in context.selected_asset_keys
+    }
 
 
 def _stop(dbt: subprocess.Popen) -> None:
@@ -219,7 +250,7 @@ def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, 
     invocation = None
     try:
         with duckdb.session() as session:
-            pointers = wap.reset_workspace(session, run_id)
+            pointers = wap.reset_workspace(session, run_id, _rebuilt_relations(context))
         # One folder per warehouse, reused (dagster-dbt would make a new one per run and never
         # remove it): dbt then finds its partial parse of the last run.
         target_path = duckdb.dbt_target_path()
