@@ -348,10 +348,11 @@ def test_each_step_of_a_run_finds_the_lease_held_and_the_next_run_takes_it_over(
     resource, elsewhere = (DuckDBWarehouse(database=str(database), run_wait_timeout=0) for _ in range(2))
     log: list[str] = []
 
-    for run_id in ("run-a", "run-a", "run-b"):
-        resource.hold_for_run(run_id, log.append)
+    taken = [resource.hold_for_run(run_id, log.append) for run_id in ("run-a", "run-a", "run-b")]
 
     assert log == [f"{LEASE_TAKEN} {database} until this run ends."] * 2
+    # A later step of run-a finds the lease its process holds: it has nothing to clean up.
+    assert taken == [True, False, True]
     waiting: list[str] = []
     with pytest.raises(RunLeaseTimeoutError):
         elsewhere.hold_for_run("run-c", waiting.append)

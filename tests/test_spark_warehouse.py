@@ -137,25 +137,6 @@ def test_the_build_database_lists_its_tables_and_views_and_no_sessions_temporary
     assert "wap_state" not in objects
 
 
-def test_the_checks_queries_go_as_one_and_each_answer_keeps_its_types_order_and_limit(spark_run):
-    def values(rows: str, column: str) -> str:
-        return f"select {column}, count(*) as rows from values {rows} as t({column}) group by 1"
-
-    queries = [
-        values("(2), (1), (1), (null), (null), (null), (3)", "id"),
-        values("('b'), ('a'), ('c'), ('a')", "status"),
-        values("(1)", "amount") + " having count(*) > 1",
-    ]
-    with spark_run.warehouse.session() as session:
-        answers = session.offenders(queries, limit=3)
-    # Most rows first, then the value, nulls first (Spark's order), at most the limit.
-    assert answers == [
-        (["id", "rows"], [(None, 3), (1, 2), (2, 1)]),
-        (["status", "rows"], [("a", 2), ("b", 1), ("c", 1)]),
-        ([], []),
-    ]
-
-
 def test_a_view_version_reads_the_versions_its_pointers_named_and_nothing_else_changes():
     view = (
         "with source as (select * from jaffle_build.raw_orders) "

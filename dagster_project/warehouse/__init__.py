@@ -145,7 +145,7 @@ class Session(ABC):
 
     @abstractmethod
     def column_schemas(self, names: list[str], schema: str) -> dict[str, TableSchema]:
-        """The columns and types of each of ``names`` (tables or views) in ``schema`` that exists."""
+        """The columns and types of each of ``names`` (tables or views, which exist) in ``schema``."""
 
     def run_all(self, calls: list[Callable[[], T]]) -> list[T]:
         """The result of each call, in order; the calls may run side by side (they only read).
@@ -153,15 +153,6 @@ class Session(ABC):
         One after the other here: a connection runs one statement at a time.
         """
         return [call() for call in calls]
-
-    def offenders(self, queries: list[str], limit: int) -> list[tuple[list[str], list[tuple]]]:
-        """The columns and rows each query finds, ``limit`` rows at most, most rows first.
-
-        Each query returns a value and its row count, ``rows``: the raw checks' offending values.
-        """
-        return self.run_all(
-            [partial(self.query, f"{sql} order by rows desc, 1 limit {limit}") for sql in queries]
-        )
 
     def count(self, schema: str, name: str) -> int:
         return self.counts(schema, [name])[name]
@@ -275,8 +266,11 @@ class Warehouse(ConfigurableResource):
 
     _lease: RunLease = PrivateAttr(default_factory=lambda: RunLease())
 
-    def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> None:
-        """Keep every other run out of the warehouse until this run ends (``RunLease``)."""
+    def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> bool:
+        """Keep every other run out of the warehouse until this run ends (``RunLease``).
+
+        True when the lease is taken now, False when this process holds it for the run already.
+        """
         raise NotImplementedError
 
     def session(self, read_only: bool = False) -> AbstractContextManager[Session]:
@@ -324,9 +318,10 @@ class RunLease:
         self._run_id: str | None = None
         self.path: Path | None = None
 
-    def hold(self, path: Path, what: str, run_id: str, timeout: float, log: Callable[[str], None]) -> None:
+    def hold(self, path: Path, what: str, run_id: str, timeout: float, log: Callable[[str], None]) -> bool:
+        """Take the lease for ``run_id``: True once taken, False if this process holds it already."""
         if self._file is not None and self._run_id == run_id:
-            return
+            return False
         self.release()
         path.parent.mkdir(parents=True, exist_ok=True)
         lease = path.open("a+", encoding="utf-8")
@@ -355,6 +350,7 @@ class RunLease:
         lease.flush()
         self._file, self._run_id, self.path = lease, run_id, path
         log(f"{LEASE_TAKEN} {what} until this run ends.")
+        return True
 
     def release(self) -> None:
         if self._file is not None:

@@ -368,7 +368,7 @@ class DuckDBWarehouse(DuckDBResource, Warehouse):
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         self.release_run_lease()
 
-    def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> None:
+    def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> bool:
         """Take the run lease: a file beside the database (``jaffle.duckdb.run-lease``), or
         ``lease_file`` for a database that is not a local file (MotherDuck)."""
         if self.lease_file:
@@ -380,7 +380,7 @@ class DuckDBWarehouse(DuckDBResource, Warehouse):
                 f"The DuckDB database {self.database} is not a local file, so the run lease needs "
                 "a file of its own: set lease_file on the duckdb resource."
             )
-        self._lease.hold(path, self.database, run_id, self.run_wait_timeout, log)
+        return self._lease.hold(path, self.database, run_id, self.run_wait_timeout, log)
 
     def release_run_lease(self) -> None:
         self._lease.release()

@@ -202,7 +202,7 @@ def retry_delay(attempt: int) -> timedelta:
 
 
 def begin(context: AssetExecutionContext, warehouse: Warehouse) -> None:
-    """Take the run lease, then drop what ended runs left behind.
+    """Take the run lease, then drop what ended runs left behind (once per lease taken).
 
     Opening the warehouse here, first, turns a lock that another program holds into the
     engine's clear error. A run that someone launched fails on it at once, naming the holder;
@@ -210,10 +210,15 @@ def begin(context: AssetExecutionContext, warehouse: Warehouse) -> None:
     is there to close the other program, and the lock is gone only when they have.
     """
     run_id = context.op_execution_context.run_id
-    warehouse.hold_for_run(run_id, context.log.info)
+    # A later step of a run whose process holds the lease since an earlier step's clean-up has
+    # nothing more to drop: no other run has written since.
+    taken = warehouse.hold_for_run(run_id, context.log.info)
+    dropped: list[str] = []
+    forgotten: dict[str, list[str]] = {}
     try:
         with warehouse.session() as session:
-            dropped, forgotten = collect_garbage(session, ended_runs(context), run_id)
+            if taken:
+                dropped, forgotten = collect_garbage(session, ended_runs(context), run_id)
     except WarehouseLockedError as locked:
         if context.run.tags.get(TRIGGER_TAG) != AUTOMATED:
             raise

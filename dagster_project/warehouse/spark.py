@@ -23,13 +23,11 @@ object store path through a ``DataSource`` of its own).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial, reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -151,42 +149,15 @@ class SparkWarehouseSession(Session):
         with ThreadPoolExecutor(max_workers=CONCURRENT_QUERIES) as pool:
             return list(pool.map(lambda call: call(), calls))
 
-    def offenders(self, queries: list[str], limit: int) -> list[tuple[list[str], list[tuple]]]:
-        if not queries:
-            return []
-        # One query, so one Spark job, for every check: 0.4 s against 0.7 s for nine jobs side by
-        # side on the sample. Each row comes back as JSON, as the checks' values differ in type.
-        _, rows = self.query(
-            " union all ".join(
-                f"select {number} as query, to_json(struct(*), map('ignoreNullFields', 'false')) as found "
-                f"from ({sql} order by rows desc, 1 limit {limit})"
-                for number, sql in enumerate(queries)
-            )
-        )
-        found: list[list[dict]] = [[] for _ in queries]
-        for number, text in rows:
-            found[number].append(json.loads(text, parse_float=Decimal))
-        answers = []
-        for objects in found:
-            values = [tuple(row.values()) for row in objects]
-            # A union keeps no order: each query's own, most rows first, then the value (nulls first).
-            values.sort(key=lambda row: (-row[-1], row[0] is not None, row[0]))
-            answers.append((list(objects[0]) if objects else [], values))
-        return answers
-
     def column_schemas(self, names: list[str], schema: str) -> dict[str, TableSchema]:
-        # One listing of the database (names only), not a round trip per name to ask whether it
-        # exists; then the columns of every name side by side.
-        existing = {row[1] for row in self.query(f"show tables in {spark_identifier(schema)}")[1]}
-        found = [name for name in names if name in existing]
-        # A DataFrame's schema is one analysis round trip (0.03 s here); the catalog's listColumns
-        # gives the same names and type strings in 0.08 s.
-        listed = self.run_all([partial(self._fields, self.table(schema, name)) for name in found])
+        # The columns of every name side by side. A DataFrame's schema is one analysis round trip
+        # (0.03 s here); the catalog's listColumns gives the same names and type strings in 0.08 s.
+        listed = self.run_all([partial(self._fields, self.table(schema, name)) for name in names])
         return {
             name: TableSchema(
                 columns=[TableColumn(field.name, field.dataType.simpleString()) for field in fields]
             )
-            for name, fields in zip(found, listed, strict=True)
+            for name, fields in zip(names, listed, strict=True)
         }
 
     def _fields(self, table: str) -> list:
@@ -402,9 +373,9 @@ class SparkWarehouse(Warehouse):
             self._connection.spark.stop()
             self._connection = None
 
-    def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> None:
+    def hold_for_run(self, run_id: str, log: Callable[[str], None]) -> bool:
         """One writing run at a time: the build database is one per warehouse, as on DuckDB."""
-        self._lease.hold(Path(self.lease_file), self.remote, run_id, self.run_wait_timeout, log)
+        return self._lease.hold(Path(self.lease_file), self.remote, run_id, self.run_wait_timeout, log)
 
     @contextmanager
     def session(self, read_only: bool = False) -> Iterator[SparkWarehouseSession]:

@@ -48,49 +48,15 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Offenders:
-    """A check's query for the values that break it, with their row counts (value, rows)."""
-
-    table: str
-    check_name: str
-    sql: str
-    # What the offending rows do, as the failure's description says it.
-    problem: str
-
-    def result(self, columns: list[str], offenders: list[tuple]) -> AssetCheckResult:
-        """Pass when the query found nothing; otherwise say how many rows and which."""
-        failing_rows = sum(row[-1] for row in offenders)
-        description = (
-            f"{failing_rows} row(s) of {self.table} {self.problem}: {_examples(columns, offenders)}."
-            if offenders
-            else None
-        )
-        sample = {"sample": MetadataValue.md(_markdown_rows(columns, offenders[:10]))} if offenders else {}
-        return AssetCheckResult(
-            asset_key=_asset_key(self.table),
-            check_name=self.check_name,
-            passed=not offenders,
-            severity=AssetCheckSeverity.ERROR,
-            description=description,
-            metadata={"failing_rows": failing_rows, "distinct_failing_values": len(offenders), **sample},
-        )
-
-
-@dataclass(frozen=True)
 class RawCheck:
     """One blocking check on one raw table: its name, what it promises, and how it runs."""
 
     table: str
     name: str
     description: str
-    # Its result, or the query that decides it (``run_checks`` runs those together).
-    plan: Callable[[Session, RawLoadConfig, Candidate], AssetCheckResult | Offenders]
+    run: Callable[[Session, RawLoadConfig, Candidate], AssetCheckResult]
     # The other raw table it compares with, if any.
     other: str | None = None
-
-    def run(self, session: Session, config: RawLoadConfig, candidate: Candidate) -> AssetCheckResult:
-        (result,) = run_checks(session, [self], config, candidate)
-        return result
 
     @property
     def key(self) -> AssetCheckKey:
@@ -128,20 +94,24 @@ def _examples(columns: list[str], offenders: list[tuple]) -> str:
     return f"{columns[0]} {shown}{more}"
 
 
-def run_checks(
-    session: Session, checks: list[RawCheck], config: RawLoadConfig, candidate: Candidate
-) -> list[AssetCheckResult]:
-    """The result of each check. Their queries go to the engine together (``Session.offenders``):
-    on Spark one job instead of one per check."""
-    planned = [
-        check.plan(session, config, candidate)
-        if check.table in candidate.versions
-        else missing_table_result(check.table, check.name)
-        for check in checks
-    ]
-    queries = [plan for plan in planned if isinstance(plan, Offenders)]
-    answers = iter(session.offenders([query.sql for query in queries], _OFFENDERS_LIMIT))
-    return [plan.result(*next(answers)) if isinstance(plan, Offenders) else plan for plan in planned]
+def offenders_check(
+    session: Session, table: str, check_name: str, query: str, problem: str
+) -> AssetCheckResult:
+    """Pass when ``query`` (value, rows) finds nothing; otherwise say how many rows and which."""
+    columns, offenders = session.query(f"{query} order by rows desc, 1 limit {_OFFENDERS_LIMIT}")
+    failing_rows = sum(row[-1] for row in offenders)
+    description = (
+        f"{failing_rows} row(s) of {table} {problem}: {_examples(columns, offenders)}." if offenders else None
+    )
+    sample = {"sample": MetadataValue.md(_markdown_rows(columns, offenders[:10]))} if offenders else {}
+    return AssetCheckResult(
+        asset_key=_asset_key(table),
+        check_name=check_name,
+        passed=not offenders,
+        severity=AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"failing_rows": failing_rows, "distinct_failing_values": len(offenders), **sample},
+    )
 
 
 def _id_check(table: RawTable) -> RawCheck:
@@ -150,7 +120,8 @@ def _id_check(table: RawTable) -> RawCheck:
         table.name,
         name,
         "Every id is present and appears once.",
-        lambda session, _, candidate: Offenders(
+        lambda session, _, candidate: offenders_check(
+            session,
             table.name,
             name,
             f"select id, count(*) as rows from {_build(session, candidate, table.name)} group by id "
@@ -167,7 +138,8 @@ def _accepted_values_check(table: RawTable) -> RawCheck:
         table.name,
         name,
         f"Every {column} is one of: {', '.join(values)}.",
-        lambda session, _, candidate: Offenders(
+        lambda session, _, candidate: offenders_check(
+            session,
             table.name,
             name,
             f"select {session.identifier(column)}, count(*) as rows "
@@ -218,7 +190,8 @@ def _reference_check(table: str, column: str, parent: str, parent_column: str) -
         f"Every {column} in {table} is an {parent_column} in {parent}.",
         lambda session, _, candidate: (
             _missing_table(candidate, table, name, parent)
-            or Offenders(
+            or offenders_check(
+                session,
                 table,
                 name,
                 f"select child.{column}, count(*) as rows from {_build(session, candidate, table)} as child "
@@ -239,7 +212,8 @@ def _every_order_is_paid() -> RawCheck:
         "Every order has at least one payment in raw_payments.",
         lambda session, _, candidate: (
             _missing_table(candidate, "raw_orders", name, "raw_payments")
-            or Offenders(
+            or offenders_check(
+                session,
                 "raw_orders",
                 name,
                 f"select orders.id, count(*) as rows from {_build(session, candidate, 'raw_orders')} as orders "
@@ -258,7 +232,8 @@ def _amount_check() -> RawCheck:
         "raw_payments",
         name,
         "Every payment has an amount of zero cents or more.",
-        lambda session, _, candidate: Offenders(
+        lambda session, _, candidate: offenders_check(
+            session,
             "raw_payments",
             name,
             f"select amount, count(*) as rows from {_build(session, candidate, 'raw_payments')} "
