@@ -34,7 +34,9 @@ def load_raw_tables(data_dir: Path, database: Path, memory_limit: str) -> None:
             con.execute(f"create table {DBT_SCHEMA}.{table} as select * from read_csv('{path}')")
 
 
-def dbt_build(target_path: Path, *arguments: str, env: dict[str, str] | None = None) -> int:
+def dbt_build(
+    target_path: Path, *arguments: str, env: dict[str, str] | None = None, profiles_dir: Path = REPO_ROOT
+) -> int:
     # Its own target and log folder, as dagster-dbt gives each invocation, so the baseline
     # never overwrites the manifest in jaffle_shop/target that the Dagster code loads.
     return subprocess.run(
@@ -44,7 +46,7 @@ def dbt_build(target_path: Path, *arguments: str, env: dict[str, str] | None = N
             "--project-dir",
             str(REPO_ROOT / "jaffle_shop"),
             "--profiles-dir",
-            str(REPO_ROOT),
+            str(profiles_dir),
             "--target-path",
             str(target_path),
             "--log-path",

@@ -4,6 +4,10 @@ Spark's CSV reader loads the three files into tables of dbt's schema through Spa
 `dbt build --target spark` runs the jaffle shop project on the same server. Like bench.bare, it
 imports nothing from dagster_project.
 
+It builds in a database of its own, ``bare_build``, not the project's ``jaffle_build``: sharing
+one, each side of the benchmark would spend its rounds replacing what the other left there (the
+Dagster run dropping the bare raw tables, dbt dropping the other side's marts).
+
     python -m bench.bare_spark --data DIR --remote sc://127.0.0.1:PORT --dbt-target-path DIR
 """
 
@@ -12,7 +16,11 @@ import os
 import sys
 from pathlib import Path
 
-from bench.bare import DBT_SCHEMA, RAW_TABLES, dbt_build
+import yaml
+
+from bench.bare import RAW_TABLES, REPO_ROOT, dbt_build
+
+BARE_SCHEMA = "bare_build"
 
 # The types the raw assets declare (dagster_project/defs/ingest/tables.py), in Spark's DDL: the baseline
 # reads the files as the pipeline does, with no inference pass over the data.
@@ -32,7 +40,7 @@ def load_raw_tables(data_dir: Path, remote: str) -> None:
 
     session = SparkSession.builder.remote(remote).create()
     try:
-        session.sql(f"create database if not exists {DBT_SCHEMA}")
+        session.sql(f"create database if not exists {BARE_SCHEMA}")
         for table in RAW_TABLES:
             frame = (
                 session.read.schema(SPARK_SCHEMAS[table])
@@ -40,7 +48,7 @@ def load_raw_tables(data_dir: Path, remote: str) -> None:
                 .option("mode", "FAILFAST")
                 .csv(str((data_dir / f"{table}.csv").resolve()))
             )
-            frame.write.mode("overwrite").saveAsTable(f"{DBT_SCHEMA}.{table}")
+            frame.write.mode("overwrite").saveAsTable(f"{BARE_SCHEMA}.{table}")
     finally:
         session.stop()
 
@@ -51,11 +59,23 @@ def load_raw_tables(data_dir: Path, remote: str) -> None:
 HIVE_SUPPORT_WARNING = "ignore:Failed to set spark.sql.catalogImplementation:UserWarning"
 
 
+def bare_profiles(folder: Path) -> Path:
+    """A profiles.yml in ``folder`` with the project's spark target, building in BARE_SCHEMA."""
+    profiles = yaml.safe_load((REPO_ROOT / "profiles.yml").read_text(encoding="utf-8"))
+    spark = {**profiles["jaffle_shop"]["outputs"]["spark"], "schema": BARE_SCHEMA}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "profiles.yml").write_text(
+        yaml.safe_dump({"jaffle_shop": {"target": "spark", "outputs": {"spark": spark}}}), encoding="utf-8"
+    )
+    return folder
+
+
 def dbt_build_on_spark(remote: str, target_path: Path) -> int:
     # dbt-spark's session method opens its SparkSession with the builder, which connects to
     # SPARK_REMOTE when it is set: the only way to name the server to that method.
     env = {**os.environ, "SPARK_REMOTE": remote, "PYTHONWARNINGS": HIVE_SUPPORT_WARNING}
-    return dbt_build(target_path, "--target", "spark", env=env)
+    profiles = bare_profiles(target_path / "profiles")
+    return dbt_build(target_path, "--target", "spark", env=env, profiles_dir=profiles)
 
 
 def main() -> None:

@@ -2,7 +2,10 @@
 
 Every run gets a fresh DuckDB file and DAGSTER_HOME in its own temporary folder, so no run
 finds work a previous one left behind. On Spark, every run shares the benchmark's one Spark
-Connect server, and replaces the tables a previous run wrote.
+Connect server, whose databases are emptied before each run (not timed), for the same reason:
+a run with a fresh DAGSTER_HOME would otherwise find a previous run's versions, which it can
+neither use nor collect (it does not know their run), and both sides would replace what the
+other side's runs left.
 """
 
 import os
@@ -41,6 +44,23 @@ class Engine:
     name: str = "duckdb"
     spark_remote: str | None = None
 
+    def empty(self) -> None:
+        """Drop every database either side's runs write on Spark; nothing to do on DuckDB."""
+        if self.name != "spark":
+            return
+        from pyspark.sql import SparkSession
+
+        from bench.bare_spark import BARE_SCHEMA
+        from dagster_project.warehouse import BUILD_SCHEMA
+        from dagster_project.warehouse.spark import PUBLISHED_SCHEMA
+
+        session = SparkSession.builder.remote(str(self.spark_remote)).create()
+        try:
+            for database in (PUBLISHED_SCHEMA, BUILD_SCHEMA, BARE_SCHEMA):
+                session.sql(f"drop database if exists {database} cascade").collect()
+        finally:
+            session.stop()
+
     @property
     def variables(self) -> dict[str, str]:
         if self.name == "spark":
@@ -71,6 +91,7 @@ def materialize(
             JAFFLE_CHART_DIR=str(chart_dir),
             **engine.variables,
         )
+        engine.empty()
         measured = measure(command, env, REPO_ROOT, log)
         chart_bytes = sum(path.stat().st_size for path in chart_dir.rglob("*") if path.is_file())
     return measured, chart_bytes
@@ -89,6 +110,7 @@ def bare(data_dir: Path, log: Path, engine: Engine = DUCKDB) -> Measurement:
                 *(sys.executable, "-m", "bench.bare", *data, "--database", str(work / "jaffle.duckdb")),
                 *("--memory-limit", memory_limit()),
             ]
+        engine.empty()
         return measure([*command, *dbt_target], project_env(**engine.variables), REPO_ROOT, log)
 
 

@@ -247,3 +247,19 @@ def test_a_ui_row_measured_before_a_step_existed_leaves_that_step_empty(tmp_path
     }
     assert (by_scale["1"]["check"], by_scale["1"]["dbt"]) == ("0.2 s", "5.0 s")
     assert (by_scale["100"]["check"], by_scale["100"]["dbt"]) == ("—", "6.0 s")
+
+
+def test_the_spark_baseline_builds_with_the_projects_spark_target_in_a_database_of_its_own(tmp_path):
+    import yaml
+
+    from bench.bare_spark import BARE_SCHEMA, bare_profiles
+
+    project = yaml.safe_load((REPO_ROOT / "profiles.yml").read_text(encoding="utf-8"))["jaffle_shop"]
+    written = yaml.safe_load(
+        (bare_profiles(tmp_path / "profiles") / "profiles.yml").read_text(encoding="utf-8")
+    )
+    spark = written["jaffle_shop"]["outputs"]["spark"]
+    # Never the project's build database, where the Dagster side's runs work.
+    assert BARE_SCHEMA == spark["schema"] != project["outputs"]["spark"]["schema"]
+    assert {**spark, "schema": None} == {**project["outputs"]["spark"], "schema": None}
+    assert written["jaffle_shop"]["target"] == "spark"

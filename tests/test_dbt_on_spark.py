@@ -19,7 +19,7 @@ import pytest
 
 from bench.bare import DBT_SCHEMA, dbt_build_on_duckdb
 from bench.bare import load_raw_tables as load_into_duckdb
-from bench.bare_spark import dbt_build_on_spark
+from bench.bare_spark import BARE_SCHEMA, dbt_build_on_spark
 from bench.bare_spark import load_raw_tables as load_into_spark
 from dagster_project.cli.datagen import generate
 
@@ -60,7 +60,7 @@ def marts_on_spark(data_dir: Path, remote: str, dbt_target: Path) -> Marts:
     assert dbt_build_on_spark(remote, dbt_target) == 0, f"dbt build on Spark failed: {dbt_target}"
     session = SparkSession.builder.remote(remote).create()
     try:
-        frames = {mart: session.table(f"{DBT_SCHEMA}.{mart}") for mart in MARTS}
+        frames = {mart: session.table(f"{BARE_SCHEMA}.{mart}") for mart in MARTS}
         return Marts(
             {mart: frame.columns for mart, frame in frames.items()},
             {

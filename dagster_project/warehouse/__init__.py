@@ -148,7 +148,8 @@ class Session(ABC):
         """The columns and types of each of ``names`` (tables or views, which exist) in ``schema``."""
 
     def run_all(self, calls: list[Callable[[], T]]) -> list[T]:
-        """The result of each call, in order; the calls may run side by side (they only read).
+        """The result of each call, in order; the calls may run side by side (none depends on
+        another, or writes what another reads).
 
         One after the other here: a connection runs one statement at a time.
         """
@@ -166,7 +167,8 @@ class Session(ABC):
         return dict(zip(names, row, strict=True))
 
     def table_metadata(self, entries: dict[str, Entry]) -> dict[str, dict[str, Any]]:
-        """Row count and column schema of each published object, as the catalog records them."""
+        """Row count and column schema of each entry's version, as the catalog records them for
+        the name that reads it once published."""
         # Views are not counted: counting them would run their query again. A raw table's load
         # counted it already.
         tables = {name: entry for name, entry in entries.items() if entry.kind == "table"}
@@ -174,17 +176,17 @@ class Session(ABC):
         uncounted = {name: entry.version for name, entry in tables.items() if name not in rows}
         schemas, counted = self.run_all(
             [
-                partial(self.column_schemas, list(entries), self.published_schema),
+                partial(self.column_schemas, [entry.version for entry in entries.values()], BUILD_SCHEMA),
                 partial(self.counts, BUILD_SCHEMA, list(uncounted.values())),
             ]
         )
         rows |= {name: counted[version] for name, version in uncounted.items()}
         return {
             name: {
-                **({"dagster/column_schema": schemas[name]} if name in schemas else {}),
+                **({"dagster/column_schema": schemas[entry.version]} if entry.version in schemas else {}),
                 **({"dagster/row_count": rows[name]} if name in rows else {}),
             }
-            for name in entries
+            for name, entry in entries.items()
         }
 
     # Loading.

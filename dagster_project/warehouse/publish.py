@@ -80,10 +80,19 @@ def refusal(found: dict[str, list[str]]) -> str:
     )
 
 
-def publish(session: Session, run_id: str, new: dict[str, Entry], log: Callable[[str], None]) -> None:
-    """Point the published names at ``new`` (and this run's pending versions) in one step."""
+def publish(
+    session: Session,
+    run_id: str,
+    new: dict[str, Entry],
+    log: Callable[[str], None],
+    state: State | None = None,
+) -> None:
+    """Point the published names at ``new`` (and this run's pending versions) in one step.
+
+    ``state`` is the warehouse's state if the caller has read it since it took the run lease.
+    """
     started = time.monotonic()
-    state = session.read_state()
+    state = state or session.read_state()
     new = {**state.pending.get(run_id, {}), **new}
     found = conflicts(state.published, new)
     if found:
@@ -234,7 +243,9 @@ def begin(context: AssetExecutionContext, warehouse: Warehouse) -> None:
         restore_catalog(context, names, failed_run_id=ended_run)
 
 
-def reset_workspace(session: Session, run_id: str | None, rebuilt: Collection[str] = ()) -> dict[str, str]:
+def reset_workspace(
+    session: Session, run_id: str | None, rebuilt: Collection[str] = (), state: State | None = None
+) -> dict[str, str]:
     """Point every name dbt reads at its published version (or ``run_id``'s pending one).
 
     What dbt built in the workspace and nobody published (a failed run's tables) is dropped,
@@ -242,10 +253,11 @@ def reset_workspace(session: Session, run_id: str | None, rebuilt: Collection[st
     it. The names dbt rebuilds in this run (``rebuilt``) are left as they are: dbt replaces
     whatever it finds there, so a pointer would be a statement for nothing (on Spark, a
     metastore round trip, and one more for dbt's drop of it). Returns the pointers.
+    ``state`` is the warehouse's state if the caller has read it since it took the run lease.
     """
     pointers = {
         name: version
-        for name, version in workspace_pointers(session.read_state(), run_id or "").items()
+        for name, version in workspace_pointers(state or session.read_state(), run_id or "").items()
         if name not in rebuilt
     }
     objects = session.build_objects()

@@ -182,13 +182,10 @@ class SparkWarehouseSession(Session):
             written, count(lit(1)).alias("rows")
         )
         self.ensure_databases()
-        # A step that runs again in the same run (a retry) loads again. A version a load
-        # makes is a table: dropped by name, with no listing of the database, which the
-        # loads running beside this one change.
         drop = f"drop table if exists {self.build(into)}"
-        self.sql(drop)
         try:
-            frame.write.saveAsTable(f"{BUILD_SCHEMA}.{into}", format="parquet")
+            # Overwrite: a step that runs again in the same run (a retry) loads again.
+            frame.write.mode("overwrite").saveAsTable(f"{BUILD_SCHEMA}.{into}", format="parquet")
         except Exception as error:
             self.sql(drop)
             # Spark names neither the file, the line nor the column; the files are read again,

@@ -28,7 +28,7 @@ from packaging import version
 from dagster_project.defs.ingest.assets import RAW_KEYS
 from dagster_project.defs.transform.dbt_child import PARENT_VARIABLE
 from dagster_project.defs.transform.project import jaffle_shop_project
-from dagster_project.warehouse import Entry, Session, Warehouse, version_name
+from dagster_project.warehouse import Entry, Session, State, Warehouse, version_name
 from dagster_project.warehouse import publish as wap
 from dagster_project.warehouse.catalog import restore_catalog
 
@@ -124,10 +124,9 @@ def _built(invocation: DbtCliInvocation, unique_ids: list[str]) -> list[BuiltMod
 
 
 def _freeze(
-    session: Session, run_id: str, built: list[BuiltModel], pointers: dict[str, str]
+    session: Session, run_id: str, built: list[BuiltModel], pointers: dict[str, str], state: State
 ) -> dict[str, Entry]:
     """Keep what dbt built as this run's versions, and say what each was built from."""
-    state = session.read_state()
     read = {**state.published, **state.pending.get(run_id, {})}
     versions = {**pointers, **{model.name: version_name(model.name, run_id) for model in built}}
     for wave in freeze_waves(built):
@@ -165,13 +164,19 @@ def freeze_waves(built: list[BuiltModel]) -> Iterator[list[BuiltModel]]:
 
 
 def build_and_publish(
-    context: AssetExecutionContext, invocation: DbtCliInvocation, duckdb: Warehouse, pointers: dict[str, str]
+    context: AssetExecutionContext,
+    invocation: DbtCliInvocation,
+    duckdb: Warehouse,
+    pointers: dict[str, str],
+    state: State,
 ) -> Iterator[Any]:
     """Stream dbt's events, then publish what dbt built if every test passed.
 
     Test results stream live. Model outputs are held back: each is a materialization, and one
     may be recorded only once its table is published, after the last test. DuckDB also allows
     one process on the file while dbt writes, so row counts can only be read once dbt is done.
+    ``state`` is the warehouse's state as the step read it before dbt: the run has held the
+    lease since, so nothing else has changed it.
     """
     held: list[tuple[str, Output]] = []
     failed_checks: list[AssetCheckResult] = []
@@ -188,12 +193,18 @@ def build_and_publish(
     run_id = context.op_execution_context.run_id
     with duckdb.session() as session:
         built = _built(invocation, [unique_id for unique_id, _ in held])
-        entries = _freeze(session, run_id, built, pointers)
+        entries = _freeze(session, run_id, built, pointers, state)
+        # The catalog's metadata is read from the versions (what the published names will read)
+        # while they are published: on Spark, a count job beside the metastore updates.
         try:
-            wap.publish(session, run_id, entries, context.log.info)
+            metadata, _ = session.run_all(
+                [
+                    partial(session.table_metadata, entries),
+                    partial(wap.publish, session, run_id, entries, context.log.info, state),
+                ]
+            )
         except wap.PublishRefusedError as refused:
             raise Failure(description=str(refused)) from None
-        metadata = session.table_metadata(entries)
     for (_, event), model in zip(held, built, strict=True):
         yield event.with_metadata({**event.metadata, **metadata[model.name]})
 
@@ -250,7 +261,8 @@ def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, 
     invocation = None
     try:
         with duckdb.session() as session:
-            pointers = wap.reset_workspace(session, run_id, _rebuilt_relations(context))
+            state = session.read_state()
+            pointers = wap.reset_workspace(session, run_id, _rebuilt_relations(context), state)
         # One folder per warehouse, reused (dagster-dbt would make a new one per run and never
         # remove it): dbt then finds its partial parse of the last run.
         target_path = duckdb.dbt_target_path()
@@ -264,7 +276,7 @@ def jaffle_shop_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, 
                 target_path=target_path,
                 raise_on_error=False,
             )
-        yield from build_and_publish(context, invocation, duckdb, pointers)
+        yield from build_and_publish(context, invocation, duckdb, pointers, state)
     except BaseException:
         # A failed test, a dbt error, Terminate in the UI: nothing this run built stays, the
         # workspace reads the published data again, and the catalog shows it.
