@@ -77,9 +77,10 @@ def render(results: dict[str, dict]) -> str:
         *(
             [
                 "- **on Spark**: both sides with `JAFFLE_ENV=spark` against one Spark Connect server "
-                "(`local[2]`, make spark's settings) that the benchmark starts first; **bare** is Spark's CSV "
-                "reader into tables, then `dbt build --target spark`. The peaks count the clients, not the "
-                f"server's JVM. Versions: {'; '.join(spark_versions)}."
+                "(`local[2]`, make spark's settings) that the benchmark starts first, its databases emptied "
+                "before each run (not timed), as each DuckDB run gets a fresh file; **bare** is Spark's CSV "
+                "reader into tables of a database of its own (`bare_build`), then `dbt build --target spark`. "
+                f"The peaks count the clients, not the server's JVM. Versions: {'; '.join(spark_versions)}."
             ]
             if spark_versions
             else []

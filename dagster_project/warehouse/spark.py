@@ -228,8 +228,12 @@ class SparkWarehouseSession(Session):
         # Once per connection: each statement is a round trip to the server.
         if self._connection.databases_exist:
             return
-        self.sql(f"create database if not exists {BUILD_SCHEMA}")
-        self.sql(f"create database if not exists {PUBLISHED_SCHEMA}")
+        self.run_all(
+            [
+                partial(self.sql, f"create database if not exists {name}")
+                for name in (BUILD_SCHEMA, PUBLISHED_SCHEMA)
+            ]
+        )
         self.sql(f"create table if not exists {self._state_table} (note string) using parquet")
         self._connection.databases_exist = True
 

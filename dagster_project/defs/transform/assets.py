@@ -194,17 +194,11 @@ def build_and_publish(
     with duckdb.session() as session:
         built = _built(invocation, [unique_id for unique_id, _ in held])
         entries = _freeze(session, run_id, built, pointers, state)
-        # The catalog's metadata is read from the versions (what the published names will read)
-        # while they are published: on Spark, a count job beside the metastore updates.
         try:
-            metadata, _ = session.run_all(
-                [
-                    partial(session.table_metadata, entries),
-                    partial(wap.publish, session, run_id, entries, context.log.info, state),
-                ]
-            )
+            wap.publish(session, run_id, entries, context.log.info, state)
         except wap.PublishRefusedError as refused:
             raise Failure(description=str(refused)) from None
+        metadata = session.table_metadata(entries)
     for (_, event), model in zip(held, built, strict=True):
         yield event.with_metadata({**event.metadata, **metadata[model.name]})
 
