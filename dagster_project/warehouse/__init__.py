@@ -148,7 +148,8 @@ class Session(ABC):
         """The columns and types of each of ``names`` (tables or views, which exist) in ``schema``."""
 
     def run_all(self, calls: list[Callable[[], T]]) -> list[T]:
-        """The result of each call, in order; the calls may run side by side (none reads what another writes).
+        """The result of each call, in order; the calls may run side by side (none reads what
+        another writes).
 
         One after the other here: a connection runs one statement at a time.
         """

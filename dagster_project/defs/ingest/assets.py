@@ -38,7 +38,7 @@ from dagster_project.defs.ingest.tables import (
     refused,
     table_files,
 )
-from dagster_project.warehouse import BUILD_SCHEMA, Entry, Session, Warehouse, version_name
+from dagster_project.warehouse import Entry, Session, Warehouse, version_name
 from dagster_project.warehouse import publish as wap
 
 RAW_NAMES = tuple(table.name for table in RAW_TABLES)
@@ -89,15 +89,6 @@ PENDING = (
     "Loaded and passed every raw check; published together with the dbt models of this run "
     "that read it, after the dbt tests."
 )
-
-
-def _version_metadata(session: Session, entries: dict[str, Entry]) -> dict:
-    """Row count (as its load counted it) and columns of each loaded version, published or not."""
-    schemas = session.column_schemas([entry.version for entry in entries.values()], BUILD_SCHEMA)
-    return {
-        name: {"dagster/row_count": entry.rows, "dagster/column_schema": schemas[entry.version]}
-        for name, entry in entries.items()
-    }
 
 
 def _files(data_source: DataSource, table: RawTable, listing: list[str]) -> list[str]:
@@ -214,7 +205,8 @@ def raw_tables(
         except BaseException:
             wap.discard(session, run_id)
             raise
-        metadata = {} if failed else _version_metadata(session, entries)
+        # Each loaded version's row count (as its load counted it) and columns, published or not.
+        metadata = {} if failed else session.table_metadata(entries)
 
     selected = [result for key, result in results.items() if key in context.selected_asset_check_keys]
     if failed:
