@@ -15,7 +15,7 @@ flag = $(if $(filter-out 0 1,$($(1))),$(error $(1)=$($(1)): use $(1)=1 or leave 
 SPARK_PORT ?= 15002
 SPARK_DIR ?= $(CURDIR)/.spark
 # Spark's pieces, wanted only when Spark runs: JAFFLE_ENV=spark or ENGINE=spark.
-SPARK_NEEDS := $(VENV)/.spark-synced java
+SPARK_NEEDS := $(VENV)/.spark-synced java $(VENV)/.spark-archive
 
 # The venv's tools come first, so `dbt` is always the locked one (dagster-dbt runs `dbt` from PATH).
 export PATH := $(BIN):$(PATH)
@@ -128,6 +128,13 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(VENV)/bin/python
 # commands install it. --inexact, as above, so neither sync removes what the other installed.
 $(VENV)/.spark-synced: $(VENV)/.synced
 	$(BIN)/uv sync --quiet --frozen --inexact --compile-bytecode --extra spark --python $(BIN)/python
+	touch $@
+
+# Spark's class archive (dagster_project/serve/spark_connect.py), recorded as pyspark is installed
+# (half a minute here), so the first `make spark` serves in seconds. A later Java records its own
+# at its first start.
+$(VENV)/.spark-archive: $(VENV)/.spark-synced | java
+	python -m dagster_project.serve.spark_connect record
 	touch $@
 
 # Built once here, so that importing the code never runs `dbt parse`.

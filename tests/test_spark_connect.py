@@ -176,6 +176,49 @@ def test_a_start_whose_archive_was_not_recorded_serves_without_one_and_says_so(
     )
 
 
+def test_make_records_the_archive_once_as_it_installs_and_the_first_start_maps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    archive = tmp_path / "classes.jsa"
+    monkeypatch.setattr(spark_connect, "check_java", lambda: "17")
+    monkeypatch.setattr(spark_connect, "class_archive_path", lambda java_version: archive)
+    recorded: list[Path] = []
+
+    def record(path: Path) -> None:
+        recorded.append(path)
+        path.write_bytes(b"classes")
+
+    monkeypatch.setattr(spark_connect, "record_class_archive", record)
+
+    # `make`'s install step, twice: the second finds the archive.
+    assert spark_connect.main(["record"]) == 0
+    assert spark_connect.main(["record"]) == 0
+
+    assert recorded == [archive]
+    assert capsys.readouterr().out.startswith(
+        "Recording Spark's class archive, once for this Java and pyspark"
+    )
+    launched: list[Path | None] = []
+    monkeypatch.setattr(SparkConnectServer, "launch", lambda self: launched.append(self.class_archive))
+    said: list[str] = []
+    SparkConnectServer(tmp_path / "state", free_port()).start(say=said.append)
+    # `make spark` maps it at once, with nothing to record and nothing to say.
+    assert (launched, said, recorded) == ([archive], [], [archive])
+
+
+def test_make_without_java_stops_at_the_archive_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    def no_java() -> str:
+        raise SparkServerError("Spark needs Java 17 or newer: apt-get install openjdk-17-jre-headless")
+
+    monkeypatch.setattr(spark_connect, "check_java", no_java)
+    assert spark_connect.main(["record"]) == 2
+    assert (
+        capsys.readouterr().err == "Spark needs Java 17 or newer: apt-get install openjdk-17-jre-headless\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("on_sigterm", "reason"),
     [

@@ -1,6 +1,6 @@
 """`make spark` and `make spark-stop`: a local Spark Connect server, the warehouse of JAFFLE_ENV=spark.
 
-    python -m dagster_project.serve.spark_connect [serve|stop] [--port PORT] [--dir DIR]
+    python -m dagster_project.serve.spark_connect [serve|stop|record] [--port PORT] [--dir DIR]
 
 One JVM runs Spark's driver with a `local[2]` master and serves Spark Connect (the protocol
 Databricks speaks) on 127.0.0.1 only. Its tables live in DIR (`.spark/` by default): the Hive
@@ -195,18 +195,8 @@ class SparkConnectServer:
                 f"Port {self.port} on 127.0.0.1 is taken by another program, so the Spark Connect server "
                 f"cannot listen there: stop that program, or choose another port (make spark SPARK_PORT=…)."
             )
-        archive = class_archive_path(java_version)
-        if not archive.exists():
-            say(
-                "Recording Spark's class archive, once for this Java and pyspark (a minute or two): "
-                "later starts map the classes from it and serve in about half the time."
-            )
-            if reason := record_class_archive(archive):
-                say(
-                    f"Spark's class archive was not recorded: {reason}. This server starts without "
-                    "one (slower); the next start records it again."
-                )
-        return replace(self, class_archive=archive if archive.exists() else None).launch()
+        archive = ensure_class_archive(java_version, say)
+        return replace(self, class_archive=archive).launch()
 
     def launch(self) -> subprocess.Popen:
         """Start the JVM, and return once it answers a query."""
@@ -295,6 +285,27 @@ class SparkConnectServer:
         stopped = self.running() is not None and stop_group(self.pid_file, signal.SIGTERM, grace=STOP_GRACE)
         self.pid_file.remove()
         return stopped
+
+
+def ensure_class_archive(java_version: str, say: Callable[[str], None]) -> Path | None:
+    """The class archive for this Java and these jars, recorded now if there is none yet (``say``
+    tells why this takes longer); None if it could not be recorded.
+
+    `make` records it as it installs pyspark (``record``), so `make spark` serves in seconds from
+    its first start; a start with another Java records its own here.
+    """
+    archive = class_archive_path(java_version)
+    if not archive.exists():
+        say(
+            "Recording Spark's class archive, once for this Java and pyspark (half a minute to two): "
+            "later starts map the classes from it and serve in about half the time."
+        )
+        if reason := record_class_archive(archive):
+            say(
+                f"Spark's class archive was not recorded: {reason}. This server starts without "
+                "one (slower); the next start records it again."
+            )
+    return archive if archive.exists() else None
 
 
 def record_class_archive(archive: Path) -> str | None:
@@ -455,12 +466,24 @@ def stop(server: SparkConnectServer) -> int:
 
 def main(arguments: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m dagster_project.serve.spark_connect")
-    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "stop"))
+    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "stop", "record"))
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="tables, metastore and logs")
     options = parser.parse_args(arguments)
+    if options.command == "record":
+        return record()
     server = SparkConnectServer(options.dir.resolve(), options.port)
     return serve(server) if options.command == "serve" else stop(server)
+
+
+def record() -> int:
+    """`make`'s install step: the class archive, so the first `make spark` serves in seconds."""
+    try:
+        ensure_class_archive(check_java(), lambda line: print(line, flush=True))
+    except SparkServerError as error:
+        print(error, file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
