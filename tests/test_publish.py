@@ -5,6 +5,7 @@ cleans up after a run that ended."""
 import re
 import time
 import uuid
+from types import SimpleNamespace
 
 import duckdb
 import pytest
@@ -371,3 +372,42 @@ def test_a_step_drops_what_an_ended_run_left_pending_says_so_and_restores_the_ca
         f"Unchanged: run {dead.run_id[:8]} failed before publishing, so raw_customers is still the "
         f"data of run {published.run_id[:8]}."
     )
+
+
+def test_the_clean_up_runs_once_a_run_when_it_takes_the_lease_not_again_at_each_later_step(
+    project_env, instance
+):
+    warehouse = project_env.warehouse()
+    logged: list[str] = []
+    run_id = new_run()
+    context = SimpleNamespace(
+        op_execution_context=SimpleNamespace(run_id=run_id),
+        log=SimpleNamespace(info=logged.append, warning=logged.append),
+        run=SimpleNamespace(tags={}),
+        retry_number=0,
+        instance=instance,
+    )
+
+    def left_by_a_dead_run() -> str:
+        dead = instance.create_run_for_job(job_def=dead_job)
+        instance.report_run_failed(dead, "The run's process is gone.")
+        version = version_name("raw_customers", dead.run_id)
+        with warehouse.get_connection() as conn:
+            DuckDBSession(conn).read_state()  # creates the schemas
+            conn.execute(f"create table jaffle_build.{version} as select 1 as id")
+        return version
+
+    try:
+        first = left_by_a_dead_run()
+        wap.begin(context, warehouse)
+        assert f"Dropped 1 version(s) that no published name reads: {first}." in logged
+        # A later step of the run, in the process that holds the lease: no other run can have
+        # written since the first step's clean-up, so it does not list the warehouse again.
+        second = left_by_a_dead_run()
+        logged.clear()
+        wap.begin(context, warehouse)
+        assert logged == []
+        with warehouse.get_connection() as conn:
+            assert second in DuckDBSession(conn).build_objects()
+    finally:
+        warehouse.release_run_lease()
