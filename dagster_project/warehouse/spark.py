@@ -166,15 +166,15 @@ class SparkWarehouseSession(Session):
     # Loading a raw CSV file with Spark's reader: the declared types, FAILFAST.
 
     def _create_table(self, table, headers: dict[Path, list[str]], allow_empty: bool, into: str) -> int:
+        from pyspark.sql import Observation
+        from pyspark.sql.functions import count, lit
+
         from dagster_project.defs.ingest.tables import empty_file_error, files_with_one_header
 
         # Spark's reader takes any bytes, loading what is not UTF-8 as replacement characters,
         # and any mix of line endings, which DuckDB refuses.
         for path in headers:
             refuse_unreadable(path)
-        from pyspark.sql import Observation
-        from pyspark.sql.functions import count, lit
-
         frames = [self._read_csv(table, header, paths) for header, paths in files_with_one_header(headers)]
         # The rows are counted as they are written, not by a query afterwards (a Spark job more).
         written = Observation(f"{into}_rows")
