@@ -52,8 +52,14 @@ def latest_value(instance: DagsterInstance, asset: str) -> int | None:
     return None if event is None else event.asset_materialization.metadata["value"].value
 
 
-def open_files(suffix: str) -> list[str]:
-    return [file.path for file in psutil.Process().open_files() if file.path.endswith(suffix)]
+def open_files(home: Path, suffix: str) -> list[str]:
+    """This process's open files of ``home`` ending in ``suffix``: never another test's instance's,
+    which a worker may still hold when the tests run in another order."""
+    return [
+        file.path
+        for file in psutil.Process().open_files()
+        if file.path.startswith(f"{home.resolve()}/") and file.path.endswith(suffix)
+    ]
 
 
 def test_the_project_instance_stores_its_events_in_its_own_home(tmp_path, monkeypatch):
@@ -185,9 +191,9 @@ def test_a_forked_process_opens_its_own_index_connection_and_leaves_the_parents_
 def test_disposing_the_instance_closes_its_index_connection(home: Path):
     instance = DagsterInstance.from_config(str(home))
     materialize(instance, "customers", 1)
-    assert open_files("index.db")
+    assert open_files(home, "index.db")
     instance.dispose()
-    assert open_files("index.db") == []
+    assert open_files(home, "index.db") == []
 
 
 def test_a_table_missing_once_is_found_once_it_is_there(instance: DagsterInstance, home: Path):
