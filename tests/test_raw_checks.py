@@ -6,12 +6,13 @@ test_bad_data.py; here each check's verdict, row count and message.
 
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetSelection, Failure, materialize
 
-from dagster_project.defs.ingest.assets import RAW_KEYS, raw_tables
+from dagster_project.defs.ingest.assets import RAW_KEYS, raw_entry, raw_tables
 from dagster_project.defs.ingest.checks import Candidate, raw_checks
 from dagster_project.defs.ingest.data_source import LocalDataSource
 from dagster_project.defs.ingest.tables import RAW_TABLES, RawLoadConfig
@@ -44,7 +45,9 @@ def candidate(session: DuckDBSession, loaded: dict[str, tuple[str, str]]) -> Can
             **{name: version for name, (version, _) in loaded.items()},
         },
         published=published,
-        sources={name: path for name, (_, path) in loaded.items()},
+        loaded={
+            name: raw_entry(name, version, Path(path), "sha") for name, (version, path) in loaded.items()
+        },
     )
 
 

@@ -178,8 +178,7 @@ def raw_tables(
                     **{name: entry.version for name, entry in entries.items()},
                 },
                 published=state.published,
-                sources={name: entry.source for name, entry in entries.items() if entry.source},
-                rows={name: entry.rows for name, entry in entries.items()},
+                loaded=entries,
             )
             guarding = [
                 check

@@ -37,14 +37,12 @@ class Candidate:
     ``versions`` maps each raw table to the version the run would leave published: its own
     where it loaded the file, the published one otherwise, so a check comparing two tables
     always compares what users would read together. ``published`` is what is published now,
-    ``sources`` the files this run loaded, and ``rows`` the row counts their loads returned: a
-    version never changes once built, and counting it again costs a query (a Spark job).
+    and ``loaded`` the entries of the versions this run loaded (their files and row counts).
     """
 
     versions: dict[str, str]
     published: dict[str, Entry]
-    sources: dict[str, str]
-    rows: dict[str, int] = field(default_factory=dict)
+    loaded: dict[str, Entry] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -264,20 +262,20 @@ def _same_folder(published: Entry | None, source: str | None) -> bool:
     return Path(published.source).parent == Path(source).parent
 
 
+def _rows(session: Session, entry: Entry) -> int:
+    """A version's row count: as its load counted it, or counted now for an entry recorded
+    before loads kept their counts (a version never changes; counting is a query, on Spark a job)."""
+    return entry.rows if entry.rows is not None else session.count(BUILD_SCHEMA, entry.version)
+
+
 def shrink_result(
     session: Session, table: str, config: RawLoadConfig, candidate: Candidate
 ) -> AssetCheckResult:
-    new_rows = candidate.rows.get(table)
-    if new_rows is None:
-        new_rows = session.count(BUILD_SCHEMA, candidate.versions[table])
+    loaded = candidate.loaded.get(table)
     published = candidate.published.get(table)
-    compared = _same_folder(published, candidate.sources.get(table))
-    old_rows = 0
-    if compared:
-        # Entries published before loads recorded their rows are counted.
-        old_rows = (
-            published.rows if published.rows is not None else session.count(BUILD_SCHEMA, published.version)
-        )
+    new_rows = _rows(session, loaded or published)
+    compared = _same_folder(published, loaded.source if loaded else None)
+    old_rows = _rows(session, published) if compared else 0
     lost = old_rows - new_rows
     share = lost / old_rows if old_rows else 0.0
     shrank_too_much = share > config.max_shrink
